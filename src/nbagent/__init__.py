@@ -1,0 +1,122 @@
+"""nbagent: LLM agents at home in the Jupyter notebook.
+
+The runtime (``Session``, tools, approvals, events) is plain asyncio and imports neither
+IPython nor litellm until it needs them; ``%load_ext nbagent`` stays instant.
+"""
+
+from __future__ import annotations
+
+from .approval import AllowRule, ApprovalMode, ApprovalPolicy
+from .errors import (
+    AlreadyDecidedError,
+    ApprovalError,
+    HookError,
+    IllegalTransitionError,
+    ModelError,
+    NbAgentError,
+    ProviderAuthError,
+    ProviderRateLimitError,
+    ProviderRequestError,
+    ProviderTransientError,
+    SessionClosedError,
+    SessionError,
+    StreamBrokenError,
+    ToolDefinitionError,
+    UnknownToolCallError,
+)
+from .events import (
+    EVENT_ADAPTER,
+    ApprovalDecided,
+    ApprovalRequested,
+    ErrorOccurred,
+    Event,
+    ModelResponded,
+    ReasoningDelta,
+    Retrying,
+    RunFinished,
+    RunStarted,
+    StateChanged,
+    SteerAdded,
+    TextDelta,
+    ToolCall,
+    ToolCallProposed,
+    ToolFinished,
+    ToolStarted,
+    Usage,
+    event_from_json,
+    event_to_json,
+)
+from .hooks import Hooks, RunContext
+from .model import LiteLLMModel, Model, ModelRequest
+from .session import (
+    Budget,
+    RetryPolicy,
+    RunHandle,
+    RunResult,
+    Session,
+    SessionState,
+    ToolCallRecord,
+    UsageTotals,
+)
+from .tools import FunctionTool, Tool, ToolOutput, tool
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EVENT_ADAPTER",
+    "AllowRule",
+    "AlreadyDecidedError",
+    "ApprovalDecided",
+    "ApprovalError",
+    "ApprovalMode",
+    "ApprovalPolicy",
+    "ApprovalRequested",
+    "Budget",
+    "ErrorOccurred",
+    "Event",
+    "FunctionTool",
+    "HookError",
+    "Hooks",
+    "IllegalTransitionError",
+    "LiteLLMModel",
+    "Model",
+    "ModelError",
+    "ModelRequest",
+    "ModelResponded",
+    "NbAgentError",
+    "ProviderAuthError",
+    "ProviderRateLimitError",
+    "ProviderRequestError",
+    "ProviderTransientError",
+    "ReasoningDelta",
+    "RetryPolicy",
+    "Retrying",
+    "RunContext",
+    "RunFinished",
+    "RunHandle",
+    "RunResult",
+    "RunStarted",
+    "Session",
+    "SessionClosedError",
+    "SessionError",
+    "SessionState",
+    "StateChanged",
+    "SteerAdded",
+    "StreamBrokenError",
+    "TextDelta",
+    "Tool",
+    "ToolCall",
+    "ToolCallProposed",
+    "ToolCallRecord",
+    "ToolDefinitionError",
+    "ToolFinished",
+    "ToolOutput",
+    "ToolStarted",
+    "UnknownToolCallError",
+    "Usage",
+    "UsageTotals",
+    "__version__",
+    "event_from_json",
+    "event_to_json",
+    "tool",
+]

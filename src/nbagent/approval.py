@@ -1,0 +1,109 @@
+"""Who decides whether a tool call runs: session modes, tool policies, grants and rules.
+
+A call is decided in this order:
+
+1. the tool's own policy ``deny`` → denied; ``allow`` → allowed;
+2. a grant made in this session ("Always allow" for the tool, or a matching rule) →
+   allowed; an "always deny" for the tool → denied;
+3. the session's mode: ``all`` allows everything, ``none`` denies everything,
+   ``readonly`` allows tools declared read-only and asks for the rest, ``ask`` asks.
+
+Only a person (through ``Session.approve`` / ``Session.deny``) or one of these policies
+can decide; nothing the model sends can approve a call.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .tools import Tool
+
+ApprovalMode = Literal["ask", "all", "none", "readonly"]
+"""Session-wide approval modes."""
+
+APPROVAL_MODES: tuple[ApprovalMode, ...] = ("ask", "all", "none", "readonly")
+
+Verdict = Literal["allow", "deny", "ask"]
+
+
+@dataclass(frozen=True, slots=True)
+class AllowRule:
+    """Allow calls of ``tool`` whose arguments match every pattern in ``arguments``.
+
+    Patterns are shell-style globs (``*``, ``?``, ``[abc]``) matched against the argument's
+    value (strings as they are, other values as compact JSON). ``tool`` may be a glob too.
+    Example: ``AllowRule("read_file", {"path": "data/*"})``.
+    """
+
+    tool: str
+    arguments: dict[str, str] = field(default_factory=dict)
+
+    def matches(self, name: str, arguments: dict[str, Any]) -> bool:
+        if not fnmatch.fnmatchcase(name, self.tool):
+            return False
+        for key, pattern in self.arguments.items():
+            if key not in arguments:
+                return False
+            value = arguments[key]
+            text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+            if not fnmatch.fnmatchcase(text, pattern):
+                return False
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyDecision:
+    verdict: Verdict
+    reason: str
+
+
+@dataclass
+class ApprovalPolicy:
+    """The session's approval state: its mode plus the grants made while it runs."""
+
+    mode: ApprovalMode = "ask"
+    allowed_tools: set[str] = field(default_factory=set)
+    denied_tools: set[str] = field(default_factory=set)
+    rules: list[AllowRule] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.mode not in APPROVAL_MODES:
+            raise ValueError(
+                f"approval mode must be one of {', '.join(APPROVAL_MODES)}, not {self.mode!r}"
+            )
+
+    def decide(self, tool: Tool, arguments: dict[str, Any]) -> PolicyDecision:
+        """Decide a call by policy, or say that a person must be asked."""
+        if tool.policy == "deny":
+            return PolicyDecision("deny", f"the tool {tool.name} is set to deny")
+        if tool.policy == "allow":
+            return PolicyDecision("allow", f"the tool {tool.name} is set to allow")
+        if tool.name in self.denied_tools:
+            return PolicyDecision("deny", f"{tool.name} was denied for this session")
+        if tool.name in self.allowed_tools:
+            return PolicyDecision("allow", f"{tool.name} was always-allowed in this session")
+        for rule in self.rules:
+            if rule.matches(tool.name, arguments):
+                return PolicyDecision("allow", f"matches the rule {rule}")
+        if self.mode == "all":
+            return PolicyDecision("allow", "approval mode 'all'")
+        if self.mode == "none":
+            return PolicyDecision("deny", "approval mode 'none' denies every tool call")
+        if self.mode == "readonly" and tool.read_only:
+            return PolicyDecision("allow", f"approval mode 'readonly' and {tool.name} is read-only")
+        return PolicyDecision("ask", "needs approval")
+
+    def grant_tool(self, name: str) -> None:
+        self.denied_tools.discard(name)
+        self.allowed_tools.add(name)
+
+    def block_tool(self, name: str) -> None:
+        self.allowed_tools.discard(name)
+        self.denied_tools.add(name)
+
+    def add_rule(self, rule: AllowRule) -> None:
+        if rule not in self.rules:
+            self.rules.append(rule)

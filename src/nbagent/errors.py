@@ -1,0 +1,99 @@
+"""Every error nbagent raises derives from :class:`NbAgentError`.
+
+The tree::
+
+    NbAgentError
+    ├── SessionError
+    │   ├── SessionClosedError          a command reached a closed session
+    │   └── IllegalTransitionError      the lifecycle does not allow this step
+    ├── ApprovalError
+    │   ├── UnknownToolCallError        no pending call has this tool_call_id
+    │   └── AlreadyDecidedError         the call was already approved or denied
+    ├── ToolDefinitionError             a function cannot be turned into a tool
+    ├── HookError                       a lifecycle hook raised (the run fails)
+    └── ModelError                      the model provider failed
+        ├── ProviderAuthError           401/403: key missing or rejected
+        ├── ProviderRateLimitError      429 (retried before the first token)
+        ├── ProviderTransientError      5xx, timeouts, connection errors (retried)
+        ├── ProviderRequestError        the provider refused the request (400, 404, …)
+        └── StreamBrokenError           the stream broke after output was shown
+
+Messages say what happened and what to do next. They never contain secrets: provider
+messages pass through :func:`nbagent._redact.redact` before they reach an error.
+"""
+
+from __future__ import annotations
+
+
+class NbAgentError(Exception):
+    """Base class of every error raised by nbagent."""
+
+
+class SessionError(NbAgentError):
+    """A session command cannot be carried out in the session's current state."""
+
+
+class SessionClosedError(SessionError):
+    """The session was closed; create a new one to go on."""
+
+
+class IllegalTransitionError(SessionError):
+    """The session lifecycle does not allow this transition."""
+
+
+class ApprovalError(NbAgentError):
+    """An approval decision cannot be applied."""
+
+
+class UnknownToolCallError(ApprovalError):
+    """No pending tool call has this ``tool_call_id``."""
+
+
+class AlreadyDecidedError(ApprovalError):
+    """This tool call was already approved or denied."""
+
+
+class ToolDefinitionError(NbAgentError):
+    """A Python function cannot be turned into a tool (bad signature or name)."""
+
+
+class HookError(NbAgentError):
+    """A lifecycle hook raised; the run fails with a message naming the hook."""
+
+
+class ModelError(NbAgentError):
+    """The model provider failed.
+
+    ``retryable`` tells the agent loop whether the request may be sent again (only before
+    the first streamed token). ``retry_after`` is the provider's hint in seconds, if any.
+    """
+
+    retryable: bool = False
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ProviderAuthError(ModelError):
+    """The provider rejected the credentials (or none were given)."""
+
+
+class ProviderRateLimitError(ModelError):
+    """The provider asked us to slow down (HTTP 429)."""
+
+    retryable = True
+
+
+class ProviderTransientError(ModelError):
+    """A server error, timeout or connection failure that may pass on retry."""
+
+    retryable = True
+
+
+class ProviderRequestError(ModelError):
+    """The provider refused the request itself; retrying will not help."""
+
+
+class StreamBrokenError(ModelError):
+    """The response stream broke after part of the answer had arrived."""

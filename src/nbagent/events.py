@@ -1,0 +1,279 @@
+"""Typed events: everything a run does, as frozen dataclasses tagged by ``kind``.
+
+The same events drive every consumer (the live widget, the session log, the static
+transcript, the tests). ``Event`` is one discriminated union over all of them and
+:data:`EVENT_ADAPTER` is the one place that turns them into JSON and back.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+from pydantic import Discriminator, TypeAdapter
+
+RunStatus = Literal["completed", "cancelled", "failed", "max_turns", "budget_exceeded"]
+"""How a run ended."""
+
+ToolStatus = Literal["ok", "error", "denied", "cancelled"]
+"""How one tool call ended."""
+
+ApprovalScope = Literal["call", "tool", "rule"]
+"""What an approval decision covers: this call, this tool for the session, or a rule."""
+
+SessionStateName = Literal["idle", "running", "awaiting_approval", "cancelling", "closed"]
+
+
+def _now() -> float:
+    return time.time()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolCall:
+    """One tool call proposed by the model, complete and parsed."""
+
+    id: str
+    """The provider's ``tool_call_id`` (or one we made up when the provider sent none)."""
+    name: str
+    """The tool name the model asked for (it may not exist)."""
+    arguments: dict[str, Any]
+    """The parsed arguments; empty when they could not be parsed."""
+    arguments_json: str
+    """The arguments exactly as the model sent them."""
+    error: str | None = None
+    """Why the call cannot run as sent (bad JSON, unknown tool), or ``None``."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunStarted:
+    """A user turn started running."""
+
+    run_id: str
+    """Identifies the run; every event of the run carries it."""
+    session_id: str
+    """The session the run belongs to."""
+    prompt: str
+    """The user's message."""
+    model: str
+    """The model name the run uses."""
+    at: float = field(default_factory=_now)
+    """Wall-clock time (seconds since the epoch)."""
+    kind: Literal["run_started"] = "run_started"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SteerAdded:
+    """A steering message was added to the conversation before a model request."""
+
+    run_id: str
+    text: str
+    """The steering message, added as a user message."""
+    kind: Literal["steer_added"] = "steer_added"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TextDelta:
+    """A piece of the answer text as it streams in."""
+
+    run_id: str
+    text: str
+    """The new text (append it to what came before)."""
+    kind: Literal["text_delta"] = "text_delta"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReasoningDelta:
+    """A piece of the model's reasoning, for providers that stream it."""
+
+    run_id: str
+    text: str
+    """The new reasoning text."""
+    kind: Literal["reasoning_delta"] = "reasoning_delta"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelResponded:
+    """One model response is complete (text and tool calls assembled)."""
+
+    run_id: str
+    turn: int
+    """1 for the first model request of the run, 2 for the next, …"""
+    text: str
+    """The full text of this response."""
+    reasoning: str
+    """The full reasoning text, empty when the provider sends none."""
+    tool_calls: tuple[ToolCall, ...]
+    """The tool calls of this response, in the order the model gave them."""
+    finish_reason: str | None
+    """The provider's finish reason (``stop``, ``tool_calls``, ``length``, …)."""
+    message: dict[str, Any]
+    """The assistant message as it enters the conversation (OpenAI format)."""
+    kind: Literal["model_responded"] = "model_responded"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolCallProposed:
+    """The model proposed a tool call (complete, arguments parsed)."""
+
+    run_id: str
+    call: ToolCall
+    """The call; ``call.error`` says why it cannot run, if so."""
+    kind: Literal["tool_call_proposed"] = "tool_call_proposed"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApprovalRequested:
+    """A tool call waits for a human decision (``Session.approve`` / ``Session.deny``)."""
+
+    run_id: str
+    tool_call_id: str
+    name: str
+    """The tool's name."""
+    arguments: dict[str, Any]
+    """The parsed arguments the tool would run with."""
+    read_only: bool
+    """Whether the tool declares that it has no side effects."""
+    kind: Literal["approval_requested"] = "approval_requested"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApprovalDecided:
+    """A tool call was approved or denied, by a person or by policy."""
+
+    run_id: str
+    tool_call_id: str
+    name: str
+    approved: bool
+    scope: ApprovalScope
+    """What the decision covers beyond this call (``call`` = only this one)."""
+    decided_by: Literal["user", "policy"]
+    reason: str | None = None
+    """Why, when denied (shown to the model) or when decided by policy."""
+    kind: Literal["approval_decided"] = "approval_decided"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolStarted:
+    """An approved tool call started running."""
+
+    run_id: str
+    tool_call_id: str
+    name: str
+    kind: Literal["tool_started"] = "tool_started"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolFinished:
+    """A tool call ended; ``result`` is the text the model sees."""
+
+    run_id: str
+    tool_call_id: str
+    name: str
+    status: ToolStatus
+    result: str
+    """What the model receives (sanitised, truncated if too long)."""
+    duration_s: float
+    """Time the tool ran, 0 when it did not run."""
+    truncated: bool = False
+    """Whether ``result`` was cut to the size limit."""
+    kind: Literal["tool_finished"] = "tool_finished"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Usage:
+    """Token use and cost of one model request."""
+
+    run_id: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost_usd: float
+    """The cost from litellm's price map; 0 when unknown."""
+    cost_known: bool
+    """False when the model is not in the price map (``cost_usd`` is then 0)."""
+    kind: Literal["usage"] = "usage"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Retrying:
+    """A model request failed before any output and will be sent again."""
+
+    run_id: str
+    attempt: int
+    """The attempt that failed (1 = the first)."""
+    delay_s: float
+    """How long the loop waits before the next attempt."""
+    error: str
+    kind: Literal["retrying"] = "retrying"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ErrorOccurred:
+    """Something went wrong; the message says what and what to do."""
+
+    run_id: str | None
+    error_type: str
+    """The exception class name (``ProviderAuthError``, ``StreamBrokenError``, …)."""
+    message: str
+    kind: Literal["error"] = "error"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunFinished:
+    """The run ended. This is always the last event of a run."""
+
+    run_id: str
+    status: RunStatus
+    text: str
+    """The final answer text (the partial text when the run did not complete)."""
+    error: str | None = None
+    """Why the run did not complete, for every status but ``completed``."""
+    turns: int = 0
+    """How many model requests the run made."""
+    at: float = field(default_factory=_now)
+    kind: Literal["run_finished"] = "run_finished"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StateChanged:
+    """The session moved to another lifecycle state."""
+
+    state: SessionStateName
+    previous: SessionStateName
+    run_id: str | None = None
+    kind: Literal["state_changed"] = "state_changed"
+
+
+Event = Annotated[
+    RunStarted
+    | SteerAdded
+    | TextDelta
+    | ReasoningDelta
+    | ModelResponded
+    | ToolCallProposed
+    | ApprovalRequested
+    | ApprovalDecided
+    | ToolStarted
+    | ToolFinished
+    | Usage
+    | Retrying
+    | ErrorOccurred
+    | RunFinished
+    | StateChanged,
+    Discriminator("kind"),
+]
+"""Any event of a run or of the session lifecycle."""
+
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+def event_to_json(event: Event) -> str:
+    """Serialise one event to a JSON string."""
+    return EVENT_ADAPTER.dump_json(event).decode()
+
+
+def event_from_json(data: str | bytes) -> Event:
+    """Parse one event from JSON written by :func:`event_to_json`."""
+    return EVENT_ADAPTER.validate_json(data)

@@ -1,0 +1,390 @@
+"""Models: the ``Model`` protocol, the litellm adapter and our own tool-call accumulator.
+
+A model turns a :class:`ModelRequest` into a stream of chunks. Text arrives as plain
+``str`` (the hot path: one per token); everything else as a small dataclass. The agent
+loop feeds the chunks to a :class:`ResponseAccumulator`, which assembles text, reasoning
+and tool calls whatever order or shape the provider sends them in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ._redact import redact, register_secret
+from .errors import (
+    ModelError,
+    ProviderAuthError,
+    ProviderRateLimitError,
+    ProviderRequestError,
+    ProviderTransientError,
+)
+from .events import ToolCall
+
+
+@dataclass(slots=True)
+class ModelRequest:
+    """What the loop sends to the model; hooks may edit it before it is sent."""
+
+    messages: list[dict[str, Any]]
+    """The conversation in OpenAI chat format."""
+    tools: list[dict[str, Any]]
+    """OpenAI-format tool declarations (empty for none)."""
+    params: dict[str, Any] = field(default_factory=dict)
+    """Extra provider parameters (temperature, …)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningChunk:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallFragment:
+    """A piece of a tool call as streamed; any field may be missing."""
+
+    index: int | None = None
+    id: str | None = None
+    name: str | None = None
+    arguments: str | dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UsageChunk:
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class FinishChunk:
+    reason: str
+
+
+ModelChunk = str | ReasoningChunk | ToolCallFragment | UsageChunk | FinishChunk
+"""One streamed item: ``str`` is answer text."""
+
+
+class Model(Protocol):
+    """A chat model that streams. ``stream`` must be an async generator (closable)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def stream(self, request: ModelRequest) -> AsyncIterator[ModelChunk]: ...
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
+        """The price of a request in USD, or None when the model's price is unknown."""
+        ...
+
+
+@dataclass(slots=True)
+class _Slot:
+    id: str | None = None
+    name: str = ""
+    arguments: list[str] = field(default_factory=list)
+    index: int | None = None
+
+
+class ResponseAccumulator:
+    """Assembles one streamed response.
+
+    Tool-call fragments are keyed by ``index``; a fragment whose id differs from the id
+    already seen at its index starts a new call (providers that put parallel calls all at
+    index 0); fragments with neither index nor a new id continue the last call (providers
+    that drop ids on later deltas). Arguments may arrive as string pieces or whole dicts.
+    """
+
+    __slots__ = ("_reasoning", "_slots", "_text", "finish_reason", "usage")
+
+    def __init__(self) -> None:
+        self._text: list[str] = []
+        self._reasoning: list[str] = []
+        self._slots: list[_Slot] = []
+        self.finish_reason: str | None = None
+        self.usage: UsageChunk | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self._text)
+
+    @property
+    def reasoning(self) -> str:
+        return "".join(self._reasoning)
+
+    def add_text(self, text: str) -> None:
+        self._text.append(text)
+
+    def add(self, chunk: ModelChunk) -> None:
+        """Take any non-text chunk (text goes through :meth:`add_text`)."""
+        if isinstance(chunk, str):
+            self._text.append(chunk)
+        elif isinstance(chunk, ToolCallFragment):
+            self._add_fragment(chunk)
+        elif isinstance(chunk, ReasoningChunk):
+            self._reasoning.append(chunk.text)
+        elif isinstance(chunk, UsageChunk):
+            self.usage = chunk
+        elif isinstance(chunk, FinishChunk):
+            self.finish_reason = chunk.reason
+
+    def _slot_for(self, fragment: ToolCallFragment) -> _Slot:
+        if fragment.index is not None:
+            for slot in reversed(self._slots):
+                if slot.index == fragment.index:
+                    if fragment.id and slot.id and fragment.id != slot.id:
+                        break  # same index, new id: a new parallel call
+                    return slot
+        elif fragment.id:
+            for slot in self._slots:
+                if slot.id == fragment.id:
+                    return slot
+        elif self._slots:
+            return self._slots[-1]
+        slot = _Slot(index=fragment.index)
+        self._slots.append(slot)
+        return slot
+
+    def _add_fragment(self, fragment: ToolCallFragment) -> None:
+        slot = self._slot_for(fragment)
+        if fragment.id and not slot.id:
+            slot.id = fragment.id
+        if fragment.name and not slot.name:
+            slot.name = fragment.name
+        args = fragment.arguments
+        if isinstance(args, dict):
+            slot.arguments = [json.dumps(args)]
+        elif args:
+            slot.arguments.append(args)
+
+    def tool_calls(self) -> list[ToolCall]:
+        """The complete calls, arguments parsed; bad JSON is recorded in ``call.error``."""
+        calls = []
+        for slot in self._slots:
+            raw = "".join(slot.arguments)
+            call_id = slot.id or f"call_{uuid.uuid4().hex[:24]}"
+            arguments: dict[str, Any] = {}
+            error: str | None = None
+            if not slot.name:
+                error = "The tool call has no tool name."
+            try:
+                parsed = json.loads(raw) if raw.strip() else {}
+            except json.JSONDecodeError as exc:
+                snippet = raw if len(raw) <= 200 else raw[:200] + "…"
+                error = (
+                    f"The arguments are not valid JSON ({exc.msg} at position {exc.pos}): "
+                    f"{snippet}. Send the arguments as one JSON object."
+                )
+            else:
+                if isinstance(parsed, dict):
+                    arguments = parsed
+                else:
+                    error = (
+                        "The arguments must be a JSON object, not "
+                        f"{type(parsed).__name__}: {raw[:200]}"
+                    )
+            calls.append(
+                ToolCall(
+                    id=call_id, name=slot.name, arguments=arguments, arguments_json=raw,
+                    error=error,
+                )
+            )
+        return calls
+
+
+def assistant_message(text: str, calls: list[ToolCall]) -> dict[str, Any]:
+    """The assistant message for the conversation (OpenAI format).
+
+    Calls whose arguments were not valid JSON are recorded with ``{}`` so that the next
+    request stays acceptable to strict providers; the raw text stays in the events.
+    """
+    message: dict[str, Any] = {"role": "assistant", "content": text or None}
+    if calls:
+        message["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {
+                    "name": call.name or "unknown",
+                    "arguments": json.dumps(call.arguments) if call.error else (
+                        call.arguments_json or "{}"
+                    ),
+                },
+            }
+            for call in calls
+        ]
+    return message
+
+
+def import_litellm() -> Any:
+    """Import litellm offline and quietly (its price map from the package, no network)."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    litellm.suppress_debug_info = True
+    return litellm
+
+
+class LiteLLMModel:
+    """Any litellm model (``provider/model``), streamed through ``litellm.acompletion``.
+
+    ``api_key`` is kept out of ``repr`` and redacted from every message. ``timeout`` bounds
+    each wait on the provider, including a stream that stalls.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 120.0,
+        params: dict[str, Any] | None = None,
+    ) -> None:
+        self._name = name
+        self.api_base = api_base
+        self._api_key = api_key
+        register_secret(api_key)
+        self.timeout = timeout
+        self.params = dict(params or {})
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def __repr__(self) -> str:
+        base = f", api_base={self.api_base!r}" if self.api_base else ""
+        return f"LiteLLMModel({self._name!r}{base})"
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
+        litellm = import_litellm()
+        try:
+            prompt_cost, completion_cost = litellm.cost_per_token(
+                model=self._name, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
+            )
+        except Exception:
+            return None
+        return float(prompt_cost) + float(completion_cost)
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
+        litellm = import_litellm()
+        kwargs: dict[str, Any] = {
+            **self.params,
+            **request.params,
+            "model": self._name,
+            "messages": request.messages,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "timeout": self.timeout,
+            # The agent loop owns retries (only before the first token, with events);
+            # the OpenAI client's own silent retries would hide them.
+            "max_retries": 0,
+        }
+        if request.tools:
+            kwargs["tools"] = request.tools
+        if self.api_base:
+            kwargs["api_base"] = self.api_base
+        if self._api_key:
+            kwargs["api_key"] = self._api_key
+        try:
+            response = await litellm.acompletion(**kwargs)
+        except Exception as exc:
+            raise provider_error(exc, self._name) from None
+        try:
+            async for chunk in response:
+                for item in _translate(chunk):
+                    yield item
+        except Exception as exc:
+            raise provider_error(exc, self._name) from None
+        finally:
+            await response.aclose()
+
+
+def _translate(chunk: Any) -> list[ModelChunk]:
+    items: list[ModelChunk] = []
+    choices = getattr(chunk, "choices", None) or []
+    if choices:
+        choice = choices[0]
+        delta = getattr(choice, "delta", None)
+        if delta is not None:
+            reasoning = getattr(delta, "reasoning_content", None)
+            if reasoning:
+                items.append(ReasoningChunk(reasoning))
+            content = delta.content
+            if content:
+                items.append(content)
+            for call in getattr(delta, "tool_calls", None) or ():
+                function = getattr(call, "function", None)
+                items.append(
+                    ToolCallFragment(
+                        index=getattr(call, "index", None),
+                        id=getattr(call, "id", None),
+                        name=getattr(function, "name", None) if function else None,
+                        arguments=getattr(function, "arguments", None) if function else None,
+                    )
+                )
+        if choice.finish_reason:
+            items.append(FinishChunk(choice.finish_reason))
+    usage = getattr(chunk, "usage", None)
+    if usage is not None and getattr(usage, "total_tokens", None):
+        items.append(
+            UsageChunk(int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0))
+        )
+    return items
+
+
+def _missing_key_hint(model: str) -> str:
+    try:
+        missing = import_litellm().validate_environment(model).get("missing_keys") or []
+    except Exception:
+        missing = []
+    if missing:
+        names = " or ".join(missing)
+        return f"Set {names} in the kernel's environment (or pass api_key=) and run again."
+    return "Check that the API key for this provider is valid and has access to the model."
+
+
+def provider_error(exc: BaseException, model: str) -> ModelError:
+    """Map a litellm / OpenAI / transport exception onto our error tree (redacted)."""
+    if isinstance(exc, ModelError):
+        return exc
+    status = getattr(exc, "status_code", None)
+    name = type(exc).__name__
+    detail = redact(str(exc)).strip().splitlines()[0][:500] if str(exc).strip() else name
+    retry_after = _retry_after(exc)
+    if status in (401, 403) or name in ("AuthenticationError", "PermissionDeniedError"):
+        return ProviderAuthError(
+            f"The provider refused the credentials for {model} ({status or name}). "
+            + _missing_key_hint(model)
+        )
+    if status == 429 or name == "RateLimitError":
+        return ProviderRateLimitError(
+            f"The provider is rate-limiting requests for {model}: {detail}",
+            retry_after=retry_after,
+        )
+    transient_names = (
+        "InternalServerError", "ServiceUnavailableError", "APIConnectionError", "Timeout",
+        "APITimeoutError", "MidStreamFallbackError", "BadGatewayError",
+    )
+    if (isinstance(status, int) and status >= 500) or name in transient_names or isinstance(
+        exc, (ConnectionError, TimeoutError)
+    ):
+        return ProviderTransientError(
+            f"The provider failed for {model} ({name}): {detail}", retry_after=retry_after
+        )
+    return ProviderRequestError(f"The provider refused the request for {model} ({name}): {detail}")
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if not headers:
+        return None
+    value = headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None

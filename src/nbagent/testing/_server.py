@@ -1,0 +1,196 @@
+"""A scripted OpenAI-compatible chat server on 127.0.0.1: real HTTP, real SSE chunks.
+
+It answers ``POST …/chat/completions`` with the next scripted :class:`Reply`: streamed
+(chunked transfer, one SSE event per delta, a usage chunk, ``[DONE]``) or whole, and
+injects the reply's faults for real: HTTP error statuses, a connection cut mid-stream
+(the chunked body never ends), a stall. It runs in a daemon thread, so it serves sync
+tests, async tests and a kernel alike.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from ._script import Reply, estimate_usage, last_user_text, say, stream_deltas
+
+
+class ScriptedServer:
+    """Serve scripted replies over HTTP. Use as a context manager or ``start``/``stop``.
+
+    ``url`` is the base URL to pass as ``api_base`` (it ends in ``/v1``). ``requests``
+    holds every request body received, in order.
+    """
+
+    def __init__(
+        self, replies: Iterable[Reply] = (), *, echo: bool = False, port: int = 0
+    ) -> None:
+        self._replies: deque[Reply] = deque(replies)
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self.echo = echo
+        self.requests: list[dict[str, Any]] = []
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
+        self._httpd.daemon_threads = True
+        self._httpd.scripted = self  # type: ignore[attr-defined]
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def add(self, *replies: Reply) -> None:
+        with self._lock:
+            self._replies.extend(replies)
+
+    @property
+    def remaining(self) -> int:
+        with self._lock:
+            return len(self._replies)
+
+    def start(self) -> ScriptedServer:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._httpd.serve_forever, name="nbagent-scripted-server", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._httpd.server_close()
+
+    def __enter__(self) -> ScriptedServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _next(self, body: dict[str, Any]) -> Reply | None:
+        with self._lock:
+            self.requests.append(body)
+            if self._replies:
+                return self._replies.popleft()
+        if self.echo:
+            return say(f"You said: {last_user_text(body.get('messages', []))}")
+        return None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "nbagent-scripted/1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # quiet: tests and demos read their own output
+
+    @property
+    def scripted(self) -> ScriptedServer:
+        return self.server.scripted  # type: ignore[attr-defined, no-any-return]
+
+    def do_GET(self) -> None:
+        if self.path.rstrip("/").endswith("/models"):
+            self._json(200, {"object": "list", "data": [{"id": "scripted", "object": "model"}]})
+        else:
+            self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            body = json.loads(self.rfile.read(length) or b"{}")
+        except json.JSONDecodeError:
+            self._json(400, {"error": {"message": "the body is not JSON", "type": "invalid"}})
+            return
+        if not self.path.rstrip("/").endswith("/chat/completions"):
+            self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+            return
+        reply = self.scripted._next(body)
+        if reply is None:
+            self._json(500, {"error": {"message": "the scripted server has no reply left",
+                                       "type": "server_error"}})
+            return
+        if reply.status is not None:
+            headers = {"Retry-After": f"{reply.retry_after:g}"} if reply.retry_after is not None else {}
+            self._json(reply.status, {"error": {"message": reply.error_message,
+                                                "type": "scripted", "code": reply.status}},
+                       headers)
+            return
+        if body.get("stream"):
+            self._stream(body, reply)
+        else:
+            self._whole(body, reply)
+
+    def _json(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def _event(self, payload: dict[str, Any]) -> None:
+        self._chunk(b"data: " + json.dumps(payload).encode() + b"\n\n")
+
+    def _stream(self, body: dict[str, Any], reply: Reply) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        base = {"id": f"chatcmpl-scripted-{id(reply):x}", "object": "chat.completion.chunk",
+                "created": int(time.time()), "model": body.get("model", "scripted")}
+        for count, delta in enumerate(stream_deltas(reply)):
+            if reply.cut_after is not None and count >= reply.cut_after:
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_RDWR)
+                self.close_connection = True
+                return
+            if reply.stall_after is not None and count == reply.stall_after:
+                self.scripted._stopping.wait(reply.stall_seconds)
+            finish = delta.pop("finish_reason", None)
+            self._event({**base, "choices": [{"index": 0, "delta": delta,
+                                              "finish_reason": finish}]})
+        if (body.get("stream_options") or {}).get("include_usage"):
+            prompt, completion = estimate_usage(reply, body.get("messages", []))
+            self._event({**base, "choices": [], "usage": {
+                "prompt_tokens": prompt, "completion_tokens": completion,
+                "total_tokens": prompt + completion}})
+        self._chunk(b"data: [DONE]\n\n")
+        self._chunk(b"")
+
+    def _whole(self, body: dict[str, Any], reply: Reply) -> None:
+        prompt, completion = estimate_usage(reply, body.get("messages", []))
+        message: dict[str, Any] = {"role": "assistant", "content": reply.text or None}
+        if reply.tool_calls:
+            message["tool_calls"] = [
+                {"id": c.id or f"call_{i}", "type": "function",
+                 "function": {"name": c.name, "arguments": c.arguments_json()}}
+                for i, c in enumerate(reply.tool_calls)
+            ]
+        finish = reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")
+        self._json(200, {
+            "id": f"chatcmpl-scripted-{id(reply):x}", "object": "chat.completion",
+            "created": int(time.time()), "model": body.get("model", "scripted"),
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
+                      "total_tokens": prompt + completion},
+        })

@@ -1,0 +1,34 @@
+"""Tools the agent can call: Python functions, and later notebook and MCP tools."""
+
+from ._function import (
+    REGISTRY,
+    FunctionTool,
+    Tool,
+    ToolArgumentsError,
+    ToolLike,
+    ToolOutput,
+    ToolPolicy,
+    function_tool,
+    resolve_tools,
+    tool,
+    tool_spec,
+)
+from ._text import DEFAULT_MAX_RESULT_CHARS, sanitize, to_text, truncate
+
+__all__ = [
+    "DEFAULT_MAX_RESULT_CHARS",
+    "REGISTRY",
+    "FunctionTool",
+    "Tool",
+    "ToolArgumentsError",
+    "ToolLike",
+    "ToolOutput",
+    "ToolPolicy",
+    "function_tool",
+    "resolve_tools",
+    "sanitize",
+    "tool",
+    "tool_spec",
+    "to_text",
+    "truncate",
+]
