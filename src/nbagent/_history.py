@@ -11,8 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 MISSING_RESULT = (
-    "The tool call has no result: the run was stopped before it finished. "
-    "Do not assume it ran."
+    "The tool call has no result: the run was stopped before it finished. Do not assume it ran."
 )
 
 

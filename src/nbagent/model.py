@@ -188,7 +188,10 @@ class ResponseAccumulator:
                     )
             calls.append(
                 ToolCall(
-                    id=call_id, name=slot.name, arguments=arguments, arguments_json=raw,
+                    id=call_id,
+                    name=slot.name,
+                    arguments=arguments,
+                    arguments_json=raw,
                     error=error,
                 )
             )
@@ -209,9 +212,9 @@ def assistant_message(text: str, calls: list[ToolCall]) -> dict[str, Any]:
                 "type": "function",
                 "function": {
                     "name": call.name or "unknown",
-                    "arguments": json.dumps(call.arguments) if call.error else (
-                        call.arguments_json or "{}"
-                    ),
+                    "arguments": json.dumps(call.arguments)
+                    if call.error
+                    else (call.arguments_json or "{}"),
                 },
             }
             for call in calls
@@ -330,9 +333,7 @@ def _translate(chunk: Any) -> list[ModelChunk]:
             items.append(FinishChunk(choice.finish_reason))
     usage = getattr(chunk, "usage", None)
     if usage is not None and getattr(usage, "total_tokens", None):
-        items.append(
-            UsageChunk(int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0))
-        )
+        items.append(UsageChunk(int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0)))
     return items
 
 
@@ -366,11 +367,18 @@ def provider_error(exc: BaseException, model: str) -> ModelError:
             retry_after=retry_after,
         )
     transient_names = (
-        "InternalServerError", "ServiceUnavailableError", "APIConnectionError", "Timeout",
-        "APITimeoutError", "MidStreamFallbackError", "BadGatewayError",
+        "InternalServerError",
+        "ServiceUnavailableError",
+        "APIConnectionError",
+        "Timeout",
+        "APITimeoutError",
+        "MidStreamFallbackError",
+        "BadGatewayError",
     )
-    if (isinstance(status, int) and status >= 500) or name in transient_names or isinstance(
-        exc, (ConnectionError, TimeoutError)
+    if (
+        (isinstance(status, int) and status >= 500)
+        or name in transient_names
+        or isinstance(exc, (ConnectionError, TimeoutError))
     ):
         return ProviderTransientError(
             f"The provider failed for {model} ({name}): {detail}", retry_after=retry_after

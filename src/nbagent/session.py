@@ -91,8 +91,12 @@ class SessionState(enum.Enum):
 _TRANSITIONS: dict[SessionState, frozenset[SessionState]] = {
     SessionState.IDLE: frozenset({SessionState.RUNNING, SessionState.CLOSED}),
     SessionState.RUNNING: frozenset(
-        {SessionState.AWAITING_APPROVAL, SessionState.CANCELLING, SessionState.IDLE,
-         SessionState.CLOSED}
+        {
+            SessionState.AWAITING_APPROVAL,
+            SessionState.CANCELLING,
+            SessionState.IDLE,
+            SessionState.CLOSED,
+        }
     ),
     SessionState.AWAITING_APPROVAL: frozenset(
         {SessionState.RUNNING, SessionState.CANCELLING, SessionState.IDLE, SessionState.CLOSED}
@@ -410,8 +414,7 @@ class Session:
             return
         actor = self._actor
         if actor is None or actor.done():
-            self._set_state(SessionState.CLOSED)
-            self._hub.close()
+            self._mark_closed()
             return
         self._send(_Close())
         try:
@@ -419,9 +422,12 @@ class Session:
         except asyncio.TimeoutError:
             actor.cancel()
         finally:
-            if self._state is not SessionState.CLOSED:
-                self._set_state(SessionState.CLOSED)
-            self._hub.close()
+            self._mark_closed()
+
+    def _mark_closed(self) -> None:
+        if self._state is not SessionState.CLOSED:
+            self._set_state(SessionState.CLOSED)
+        self._hub.close()
 
     async def __aenter__(self) -> Session:
         return self
@@ -453,7 +459,9 @@ class Session:
             ) from None
         if self._actor is None:
             self._inbox = asyncio.Queue()
-            self._actor = loop.create_task(self._actor_main(), name=f"nbagent-session-{self.id[:8]}")
+            self._actor = loop.create_task(
+                self._actor_main(), name=f"nbagent-session-{self.id[:8]}"
+            )
         return loop
 
     def _send(self, command: _Command) -> None:
@@ -471,8 +479,7 @@ class Session:
                 )
             waiting = ", ".join(self._pending) or "none"
             raise UnknownToolCallError(
-                f"no pending tool call has the id {decision.tool_call_id!r} "
-                f"(pending: {waiting})"
+                f"no pending tool call has the id {decision.tool_call_id!r} (pending: {waiting})"
             )
         if pending.decided:
             raise AlreadyDecidedError(f"tool call {decision.tool_call_id!r} was already decided")
@@ -535,23 +542,29 @@ class Session:
             await asyncio.wait({task}, timeout=3.0)
         for turn in self._turns:
             finished = RunFinished(
-                run_id=turn.run_id, status="cancelled", text="",
+                run_id=turn.run_id,
+                status="cancelled",
+                text="",
                 error="The session was closed before this turn ran.",
             )
             self._hub.emit(finished)
             if not turn.future.done():
-                turn.future.set_result(_result(finished, _RunState(RunContext(self, turn.run_id, turn.prompt))))
+                turn.future.set_result(
+                    _result(finished, _RunState(RunContext(self, turn.run_id, turn.prompt)))
+                )
         self._turns.clear()
-        self._set_state(SessionState.CLOSED)
-        self._hub.close()
+        self._mark_closed()
 
     # -- the agent loop -------------------------------------------------------------------
 
     async def _run_turn(self, turn: _Turn) -> None:
         run = _RunState(RunContext(session=self, run_id=turn.run_id, prompt=turn.prompt))
         emit = self._hub.emit
-        emit(RunStarted(run_id=turn.run_id, session_id=self.id, prompt=turn.prompt,
-                        model=self.model.name))
+        emit(
+            RunStarted(
+                run_id=turn.run_id, session_id=self.id, prompt=turn.prompt, model=self.model.name
+            )
+        )
         self._messages.append({"role": "user", "content": turn.prompt})
         status: RunStatus = "completed"
         error: str | None = None
@@ -583,11 +596,15 @@ class Session:
             error = redact(f"{type(exc).__name__}: {exc}")
         self._messages = repair_history(self._messages)
         if failure is not None:
-            emit(ErrorOccurred(run_id=turn.run_id, error_type=type(failure).__name__,
-                               message=error or ""))
+            emit(
+                ErrorOccurred(
+                    run_id=turn.run_id, error_type=type(failure).__name__, message=error or ""
+                )
+            )
             await self._call_hooks_quietly("on_error", run.ctx, failure)
-        finished = RunFinished(run_id=turn.run_id, status=status, text=run.last_text,
-                               error=error, turns=run.ctx.turn)
+        finished = RunFinished(
+            run_id=turn.run_id, status=status, text=run.last_text, error=error, turns=run.ctx.turn
+        )
         await self._call_hooks_quietly("on_run_end", run.ctx, finished)
         self.runs += 1
         emit(finished)
@@ -621,8 +638,13 @@ class Session:
         self._messages.append(message)
         run.last_text = acc.text
         response = ModelResponded(
-            run_id=run.ctx.run_id, turn=run.ctx.turn, text=acc.text, reasoning=acc.reasoning,
-            tool_calls=tuple(calls), finish_reason=acc.finish_reason, message=message,
+            run_id=run.ctx.run_id,
+            turn=run.ctx.turn,
+            text=acc.text,
+            reasoning=acc.reasoning,
+            tool_calls=tuple(calls),
+            finish_reason=acc.finish_reason,
+            message=message,
         )
         self._hub.emit(response)
         self._record_usage(run, acc)
@@ -689,9 +711,13 @@ class Session:
         completion = acc.usage.completion_tokens if acc.usage else 0
         cost = self.model.cost(prompt, completion) if acc.usage else None
         usage = Usage(
-            run_id=run.ctx.run_id, model=self.model.name, prompt_tokens=prompt,
-            completion_tokens=completion, total_tokens=prompt + completion,
-            cost_usd=cost or 0.0, cost_known=cost is not None,
+            run_id=run.ctx.run_id,
+            model=self.model.name,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            total_tokens=prompt + completion,
+            cost_usd=cost or 0.0,
+            cost_known=cost is not None,
         )
         run.usage = run.usage.add(usage)
         self.usage = self.usage.add(usage)
@@ -717,9 +743,7 @@ class Session:
         """Decide and run the calls of one response, concurrently (bounded)."""
         limit = asyncio.Semaphore(self.max_parallel_tools)
         results: dict[str, str] = {}
-        tasks = [
-            asyncio.ensure_future(self._one_call(run, call, limit, results)) for call in calls
-        ]
+        tasks = [asyncio.ensure_future(self._one_call(run, call, limit, results)) for call in calls]
         try:
             await asyncio.gather(*tasks)
         except BaseException:
@@ -745,13 +769,24 @@ class Session:
             )
 
     def _finish_call(
-        self, run: _RunState, call: ToolCall, status: ToolStatus, text: str, duration: float,
-        results: dict[str, str], limit: int | None = None,
+        self,
+        run: _RunState,
+        call: ToolCall,
+        status: ToolStatus,
+        text: str,
+        duration: float,
+        results: dict[str, str],
+        limit: int | None = None,
     ) -> ToolFinished:
         text, truncated = truncate(sanitize(text), limit or self.max_result_chars)
         finished = ToolFinished(
-            run_id=run.ctx.run_id, tool_call_id=call.id, name=call.name, status=status,
-            result=text, duration_s=duration, truncated=truncated,
+            run_id=run.ctx.run_id,
+            tool_call_id=call.id,
+            name=call.name,
+            status=status,
+            result=text,
+            duration_s=duration,
+            truncated=truncated,
         )
         results[call.id] = text
         run.records.append(ToolCallRecord(call.id, call.name, call.arguments, status, text))
@@ -769,8 +804,12 @@ class Session:
         elif tool is None:
             available = ", ".join(sorted(self.tools)) or "none"
             finished = self._finish_call(
-                run, call, "error",
-                f"Unknown tool '{call.name}'. Available tools: {available}.", 0.0, results,
+                run,
+                call,
+                "error",
+                f"Unknown tool '{call.name}'. Available tools: {available}.",
+                0.0,
+                results,
             )
         else:
             try:
@@ -782,8 +821,13 @@ class Session:
         await self._call_hooks("after_tool_call", run.ctx, call, finished)
 
     async def _approved_call(
-        self, run: _RunState, call: ToolCall, tool: Tool, arguments: dict[str, Any],
-        limit: asyncio.Semaphore, results: dict[str, str],
+        self,
+        run: _RunState,
+        call: ToolCall,
+        tool: Tool,
+        arguments: dict[str, Any],
+        limit: asyncio.Semaphore,
+        results: dict[str, str],
     ) -> ToolFinished:
         run_id = run.ctx.run_id
         emit = self._hub.emit
@@ -791,21 +835,40 @@ class Session:
         if verdict.verdict == "ask":
             decision = await self._ask(run_id, call, tool)
             approved, scope, reason = decision.approved, decision.scope, decision.reason
-            emit(ApprovalDecided(run_id=run_id, tool_call_id=call.id, name=call.name,
-                                 approved=approved, scope=scope, decided_by="user",
-                                 reason=reason))
+            emit(
+                ApprovalDecided(
+                    run_id=run_id,
+                    tool_call_id=call.id,
+                    name=call.name,
+                    approved=approved,
+                    scope=scope,
+                    decided_by="user",
+                    reason=reason,
+                )
+            )
         else:
             approved, scope, reason = verdict.verdict == "allow", "call", verdict.reason
-            emit(ApprovalDecided(run_id=run_id, tool_call_id=call.id, name=call.name,
-                                 approved=approved, scope="call", decided_by="policy",
-                                 reason=reason))
+            emit(
+                ApprovalDecided(
+                    run_id=run_id,
+                    tool_call_id=call.id,
+                    name=call.name,
+                    approved=approved,
+                    scope="call",
+                    decided_by="policy",
+                    reason=reason,
+                )
+            )
         if not approved:
             note = f" Reason: {reason}." if reason else ""
             return self._finish_call(
-                run, call, "denied",
+                run,
+                call,
+                "denied",
                 f"The call was denied and did not run.{note} Do not retry it unchanged; "
                 "ask the user or take another approach.",
-                0.0, results,
+                0.0,
+                results,
             )
         await self._call_hooks("before_tool_call", run.ctx, call)
         async with limit:
@@ -825,13 +888,17 @@ class Session:
                 else:
                     text = to_text(value)
             duration = time.perf_counter() - started
-        return self._finish_call(run, call, status, text, duration, results,
-                                 tool.max_result_chars)
+        return self._finish_call(run, call, status, text, duration, results, tool.max_result_chars)
 
     async def _ask(self, run_id: str, call: ToolCall, tool: Tool) -> _Decide:
         loop = asyncio.get_running_loop()
-        request = ApprovalRequested(run_id=run_id, tool_call_id=call.id, name=call.name,
-                                    arguments=call.arguments, read_only=tool.read_only)
+        request = ApprovalRequested(
+            run_id=run_id,
+            tool_call_id=call.id,
+            name=call.name,
+            arguments=call.arguments,
+            read_only=tool.read_only,
+        )
         pending = _Pending(request, loop.create_future())
         self._pending[call.id] = pending
         if self._state is SessionState.RUNNING:
@@ -843,8 +910,11 @@ class Session:
         finally:
             self._pending.pop(call.id, None)
             self._closed_calls[call.id] = (
-                "is no longer pending: its run ended" if decision is None
-                else "was already approved" if decision.approved else "was already denied"
+                "is no longer pending: its run ended"
+                if decision is None
+                else "was already approved"
+                if decision.approved
+                else "was already denied"
             )
             waiting = any(not p.decided for p in self._pending.values())
             if self._state is SessionState.AWAITING_APPROVAL and not waiting:
@@ -871,8 +941,13 @@ class Session:
             if verdict.verdict != "ask":
                 pending.decided = True
                 pending.future.set_result(
-                    _Decide(pending.request.tool_call_id, verdict.verdict == "allow", "call",
-                            None, verdict.reason)
+                    _Decide(
+                        pending.request.tool_call_id,
+                        verdict.verdict == "allow",
+                        "call",
+                        None,
+                        verdict.reason,
+                    )
                 )
 
     # -- hooks ----------------------------------------------------------------------------
@@ -886,10 +961,13 @@ class Session:
             try:
                 await getattr(hook, name)(ctx, *args)
             except Exception as exc:
-                self._hub.emit(ErrorOccurred(
-                    run_id=ctx.run_id, error_type=type(exc).__name__,
-                    message=redact(f"the hook {type(hook).__name__}.{name} failed: {exc}"),
-                ))
+                self._hub.emit(
+                    ErrorOccurred(
+                        run_id=ctx.run_id,
+                        error_type=type(exc).__name__,
+                        message=redact(f"the hook {type(hook).__name__}.{name} failed: {exc}"),
+                    )
+                )
 
 
 async def _named(hook: Hooks, name: str, awaitable: Any) -> Any:
@@ -903,7 +981,11 @@ async def _named(hook: Hooks, name: str, awaitable: Any) -> Any:
 
 def _result(finished: RunFinished, run: _RunState) -> RunResult:
     return RunResult(
-        run_id=finished.run_id, status=finished.status, text=finished.text,
-        error=finished.error, turns=finished.turns, tool_calls=tuple(run.records),
+        run_id=finished.run_id,
+        status=finished.status,
+        text=finished.text,
+        error=finished.error,
+        turns=finished.turns,
+        tool_calls=tuple(run.records),
         usage=run.usage,
     )

@@ -18,8 +18,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--port", type=int, default=0, help="port to listen on (default: any free)")
     parser.add_argument("--script", type=Path, help="JSON file with a list of replies")
-    parser.add_argument("--echo", action="store_true",
-                        help="when the script is used up, answer with the last user message")
+    parser.add_argument(
+        "--echo",
+        action="store_true",
+        help="when the script is used up, answer with the last user message",
+    )
     args = parser.parse_args(argv)
     replies = load_script(args.script.read_bytes()) if args.script else []
     if not replies and not args.echo:

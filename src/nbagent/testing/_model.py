@@ -71,8 +71,9 @@ class ScriptedModel:
             return self._replies.popleft()
         if self.echo:
             return say(f"You said: {last_user_text(messages)}")
-        raise provider_error(_StatusError(400, "the scripted model has no reply left", None),
-                             self._name)
+        raise provider_error(
+            _StatusError(400, "the scripted model has no reply left", None), self._name
+        )
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
         self.requests.append(copy.deepcopy(request))
@@ -83,8 +84,9 @@ class ScriptedModel:
             )
         for count, delta in enumerate(stream_deltas(reply)):
             if reply.cut_after is not None and count >= reply.cut_after:
-                raise provider_error(ConnectionError("connection cut by the scripted model"),
-                                     self._name)
+                raise provider_error(
+                    ConnectionError("connection cut by the scripted model"), self._name
+                )
             if reply.stall_after is not None and count == reply.stall_after:
                 await asyncio.sleep(reply.stall_seconds)
             for chunk in delta_chunks(delta):
@@ -103,9 +105,14 @@ def delta_chunks(delta: dict[str, Any]) -> list[ModelChunk]:
         chunks.append(delta["content"])
     for fragment in delta.get("tool_calls", ()):
         function = fragment.get("function", {})
-        chunks.append(ToolCallFragment(index=fragment.get("index"), id=fragment.get("id"),
-                                       name=function.get("name"),
-                                       arguments=function.get("arguments")))
+        chunks.append(
+            ToolCallFragment(
+                index=fragment.get("index"),
+                id=fragment.get("id"),
+                name=function.get("name"),
+                arguments=function.get("arguments"),
+            )
+        )
     if "finish_reason" in delta:
         chunks.append(FinishChunk(delta["finish_reason"]))
     return chunks

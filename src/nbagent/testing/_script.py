@@ -68,7 +68,9 @@ def say(text: str, **options: Any) -> Reply:
     return Reply(text=text, **options)
 
 
-def call(name: str, arguments: dict[str, Any] | str | None = None, *, id: str | None = None) -> ScriptedCall:
+def call(
+    name: str, arguments: dict[str, Any] | str | None = None, *, id: str | None = None
+) -> ScriptedCall:
     """One tool call for :func:`use_tools`."""
     return ScriptedCall(name=name, arguments={} if arguments is None else arguments, id=id)
 
@@ -78,7 +80,9 @@ def use_tools(*calls: ScriptedCall, text: str = "", **options: Any) -> Reply:
     return Reply(text=text, tool_calls=list(calls), **options)
 
 
-def http_error(status: int, message: str = "scripted failure", *, retry_after: float | None = None) -> Reply:
+def http_error(
+    status: int, message: str = "scripted failure", *, retry_after: float | None = None
+) -> Reply:
     """An HTTP error response (429, 500, 401, …) instead of a stream."""
     return Reply(status=status, error_message=message, retry_after=retry_after)
 
@@ -123,11 +127,27 @@ def stream_deltas(reply: Reply) -> Iterator[dict[str, Any]]:
         raw = scripted.arguments_json()
         at = 0 if reply.call_style == "index_zero" else index
         if reply.call_style == "whole":
-            yield {"tool_calls": [{"index": at, "id": call_id, "type": "function",
-                                   "function": {"name": scripted.name, "arguments": raw}}]}
+            yield {
+                "tool_calls": [
+                    {
+                        "index": at,
+                        "id": call_id,
+                        "type": "function",
+                        "function": {"name": scripted.name, "arguments": raw},
+                    }
+                ]
+            }
             continue
-        yield {"tool_calls": [{"index": at, "id": call_id, "type": "function",
-                               "function": {"name": scripted.name, "arguments": ""}}]}
+        yield {
+            "tool_calls": [
+                {
+                    "index": at,
+                    "id": call_id,
+                    "type": "function",
+                    "function": {"name": scripted.name, "arguments": ""},
+                }
+            ]
+        }
         size = max(1, reply.argument_fragment)
         for i in range(0, len(raw), size):
             yield {"tool_calls": [{"index": at, "function": {"arguments": raw[i : i + size]}}]}

@@ -28,9 +28,7 @@ class ScriptedServer:
     holds every request body received, in order.
     """
 
-    def __init__(
-        self, replies: Iterable[Reply] = (), *, echo: bool = False, port: int = 0
-    ) -> None:
+    def __init__(self, replies: Iterable[Reply] = (), *, echo: bool = False, port: int = 0) -> None:
         self._replies: deque[Reply] = deque(replies)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -119,21 +117,40 @@ class _Handler(BaseHTTPRequestHandler):
             return
         reply = self.scripted._next(body)
         if reply is None:
-            self._json(500, {"error": {"message": "the scripted server has no reply left",
-                                       "type": "server_error"}})
+            self._json(
+                500,
+                {
+                    "error": {
+                        "message": "the scripted server has no reply left",
+                        "type": "server_error",
+                    }
+                },
+            )
             return
         if reply.status is not None:
-            headers = {"Retry-After": f"{reply.retry_after:g}"} if reply.retry_after is not None else {}
-            self._json(reply.status, {"error": {"message": reply.error_message,
-                                                "type": "scripted", "code": reply.status}},
-                       headers)
+            headers = (
+                {"Retry-After": f"{reply.retry_after:g}"} if reply.retry_after is not None else {}
+            )
+            self._json(
+                reply.status,
+                {
+                    "error": {
+                        "message": reply.error_message,
+                        "type": "scripted",
+                        "code": reply.status,
+                    }
+                },
+                headers,
+            )
             return
         if body.get("stream"):
             self._stream(body, reply)
         else:
             self._whole(body, reply)
 
-    def _json(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+    def _json(
+        self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> None:
         data = json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -156,8 +173,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        base = {"id": f"chatcmpl-scripted-{id(reply):x}", "object": "chat.completion.chunk",
-                "created": int(time.time()), "model": body.get("model", "scripted")}
+        base = {
+            "id": f"chatcmpl-scripted-{id(reply):x}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": body.get("model", "scripted"),
+        }
         for count, delta in enumerate(stream_deltas(reply)):
             if reply.cut_after is not None and count >= reply.cut_after:
                 self.wfile.flush()
@@ -167,13 +188,22 @@ class _Handler(BaseHTTPRequestHandler):
             if reply.stall_after is not None and count == reply.stall_after:
                 self.scripted._stopping.wait(reply.stall_seconds)
             finish = delta.pop("finish_reason", None)
-            self._event({**base, "choices": [{"index": 0, "delta": delta,
-                                              "finish_reason": finish}]})
+            self._event(
+                {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            )
         if (body.get("stream_options") or {}).get("include_usage"):
             prompt, completion = estimate_usage(reply, body.get("messages", []))
-            self._event({**base, "choices": [], "usage": {
-                "prompt_tokens": prompt, "completion_tokens": completion,
-                "total_tokens": prompt + completion}})
+            self._event(
+                {
+                    **base,
+                    "choices": [],
+                    "usage": {
+                        "prompt_tokens": prompt,
+                        "completion_tokens": completion,
+                        "total_tokens": prompt + completion,
+                    },
+                }
+            )
         self._chunk(b"data: [DONE]\n\n")
         self._chunk(b"")
 
@@ -182,15 +212,26 @@ class _Handler(BaseHTTPRequestHandler):
         message: dict[str, Any] = {"role": "assistant", "content": reply.text or None}
         if reply.tool_calls:
             message["tool_calls"] = [
-                {"id": c.id or f"call_{i}", "type": "function",
-                 "function": {"name": c.name, "arguments": c.arguments_json()}}
+                {
+                    "id": c.id or f"call_{i}",
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": c.arguments_json()},
+                }
                 for i, c in enumerate(reply.tool_calls)
             ]
         finish = reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")
-        self._json(200, {
-            "id": f"chatcmpl-scripted-{id(reply):x}", "object": "chat.completion",
-            "created": int(time.time()), "model": body.get("model", "scripted"),
-            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-            "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
-                      "total_tokens": prompt + completion},
-        })
+        self._json(
+            200,
+            {
+                "id": f"chatcmpl-scripted-{id(reply):x}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body.get("model", "scripted"),
+                "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+                "usage": {
+                    "prompt_tokens": prompt,
+                    "completion_tokens": completion,
+                    "total_tokens": prompt + completion,
+                },
+            },
+        )

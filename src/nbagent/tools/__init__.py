@@ -27,8 +27,8 @@ __all__ = [
     "function_tool",
     "resolve_tools",
     "sanitize",
+    "to_text",
     "tool",
     "tool_spec",
-    "to_text",
     "truncate",
 ]

@@ -50,14 +50,17 @@ class Tool(Protocol):
     def parameters(self) -> dict[str, Any]:
         """JSON schema of the arguments object."""
         ...
+
     @property
     def read_only(self) -> bool:
         """True when calling the tool has no side effects."""
         ...
+
     @property
     def policy(self) -> ToolPolicy | None:
         """The tool's own approval policy, or None to follow the session's mode."""
         ...
+
     @property
     def max_result_chars(self) -> int | None: ...
 
@@ -148,7 +151,9 @@ def _describe_validation_error(name: str, exc: pydantic.ValidationError) -> str:
     return f"Invalid arguments for tool '{name}': " + "; ".join(problems) + "."
 
 
-_SECTION = re.compile(r"^\s*(Args|Arguments|Parameters|Params|Returns?|Raises|Yields|Examples?):?\s*$")
+_SECTION = re.compile(
+    r"^\s*(Args|Arguments|Parameters|Params|Returns?|Raises|Yields|Examples?):?\s*$"
+)
 
 
 def _parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
@@ -218,7 +223,7 @@ def function_tool(
     """Build a :class:`FunctionTool` from ``func``'s signature, hints and docstring."""
     if not callable(func):
         raise ToolDefinitionError(f"a tool must be a function, not {type(func).__name__}")
-    tool_name = name or getattr(func, "__name__", "")
+    tool_name = str(name or getattr(func, "__name__", ""))
     if not _NAME.match(tool_name):
         raise ToolDefinitionError(
             f"tool name {tool_name!r} is not allowed: use 1–64 letters, digits, '_' or '-'"
@@ -247,7 +252,7 @@ def function_tool(
             pydantic.Field(default, description=param_docs.get(param.name)),
         )
     try:
-        model = pydantic.create_model(  # type: ignore[call-overload]
+        model = pydantic.create_model(
             f"{tool_name}_arguments",
             __config__=pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=True),
             **fields,
@@ -350,4 +355,3 @@ def resolve_tools(tools: typing.Iterable[ToolLike]) -> dict[str, Tool]:
             raise ToolDefinitionError(f"two different tools are named {made.name!r}")
         resolved[made.name] = made
     return resolved
-
