@@ -16,7 +16,7 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Generator, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from ._fanout import EventHub, Subscription
 from ._history import repair_history
@@ -219,6 +219,7 @@ class _Decide:
     scope: ApprovalScope
     rule: AllowRule | None
     reason: str | None
+    decided_by: Literal["user", "policy"] = "user"
 
 
 @dataclass
@@ -510,7 +511,8 @@ class Session:
                 if pending is not None and not pending.future.done():
                     pending.future.set_result(command)
             elif isinstance(command, _Cancel):
-                if self._run_task is not None and not self._run_task.done():
+                running = (SessionState.RUNNING, SessionState.AWAITING_APPROVAL)
+                if self._state in running and self._run_task is not None:
                     assert self._current is not None
                     self._set_state(SessionState.CANCELLING, self._current.run_id)
                     self._run_task.cancel()
@@ -519,7 +521,6 @@ class Session:
             elif isinstance(command, _RunDone):
                 self._current = None
                 self._run_task = None
-                self._set_state(SessionState.IDLE, command.run_id)
                 self._start_next()
             else:  # _Close
                 await self._shutdown()
@@ -607,6 +608,7 @@ class Session:
         )
         await self._call_hooks_quietly("on_run_end", run.ctx, finished)
         self.runs += 1
+        self._set_state(SessionState.IDLE, turn.run_id)
         emit(finished)
         if not turn.future.done():
             turn.future.set_result(_result(finished, run))
@@ -842,7 +844,7 @@ class Session:
                     name=call.name,
                     approved=approved,
                     scope=scope,
-                    decided_by="user",
+                    decided_by=decision.decided_by,
                     reason=reason,
                 )
             )
@@ -947,6 +949,7 @@ class Session:
                         "call",
                         None,
                         verdict.reason,
+                        decided_by="policy",
                     )
                 )
 
