@@ -660,3 +660,69 @@ def test_submit_outside_an_event_loop_says_what_to_do() -> None:
     session = Session(ScriptedModel())
     with pytest.raises(RuntimeError, match="asyncio event loop"):
         session.submit("hi")
+
+
+# -- resume and history replacement (what the session store builds on) ------------------
+
+
+def interrupted_history() -> list[dict[str, Any]]:
+    calls = [
+        {"id": call_id, "type": "function", "function": {"name": "add", "arguments": arguments}}
+        for call_id, arguments in (("done_1", '{"a": 1, "b": 1}'), ("todo_2", '{"a": 2, "b": 2}'))
+    ]
+    return [
+        {"role": "user", "content": "two sums"},
+        {"role": "assistant", "content": None, "tool_calls": calls},
+        {"role": "tool", "tool_call_id": "done_1", "content": "2"},
+    ]
+
+
+async def test_resume_runs_only_the_calls_without_results() -> None:
+    runs: list[dict[str, int]] = []
+
+    @tool(name="add")
+    def counting_add(a: int, b: int) -> int:
+        """Add, counting calls."""
+        runs.append({"a": a, "b": b})
+        return a + b
+
+    model = ScriptedModel([say("2 and 4")])
+    async with Session(model, tools=[counting_add], messages=interrupted_history()) as session:
+        events: list[nbagent.Event] = []
+        with session.subscribe() as stream:
+            handle = session.resume(tag="cell-1")
+            assert handle is not None
+            async for event in stream:
+                events.append(event)
+                if isinstance(event, ApprovalRequested):
+                    session.approve(event.tool_call_id)
+                if isinstance(event, nbagent.RunFinished):
+                    break
+        started = of_type(events, nbagent.RunStarted)[0]
+        assert started.resumed and started.tag == "cell-1" and started.prompt == ""
+        assert [e.tool_call_id for e in of_type(events, ApprovalRequested)] == ["todo_2"]
+        assert runs == [{"a": 2, "b": 2}]
+        assert finished(events).text == "2 and 4"
+        tool_results = [m["content"] for m in session.messages if m["role"] == "tool"]
+        assert tool_results == ["2", "4"]
+        assert session.resume() is None  # nothing left unfinished
+
+
+async def test_resume_answers_a_user_message_left_unanswered() -> None:
+    model = ScriptedModel([say("Answered now.")])
+    async with Session(model, messages=[{"role": "user", "content": "hello?"}]) as session:
+        handle = session.resume()
+        assert handle is not None
+        assert (await handle).text == "Answered now."
+        assert [m["role"] for m in session.messages] == ["user", "assistant"]
+
+
+async def test_history_can_be_replaced_only_when_idle() -> None:
+    model = ScriptedModel([say("one"), stall(30, text="slow")])
+    async with Session(model) as session:
+        await session.ask("first")
+        session.replace_history([])
+        assert session.messages == []
+        session.submit("second")
+        with pytest.raises(nbagent.IllegalTransitionError, match="stop the run first"):
+            session.replace_history([])

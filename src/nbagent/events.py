@@ -57,6 +57,10 @@ class RunStarted:
     """The user's message."""
     model: str
     """The model name the run uses."""
+    tag: str | None = None
+    """An opaque label from the caller (the notebook passes the cell id)."""
+    resumed: bool = False
+    """True when the run continues an interrupted conversation (``prompt`` is empty)."""
     at: float = field(default_factory=_now)
     """Wall-clock time (seconds since the epoch)."""
     kind: Literal["run_started"] = "run_started"
@@ -106,7 +110,8 @@ class ModelResponded:
     tool_calls: tuple[ToolCall, ...]
     """The tool calls of this response, in the order the model gave them."""
     finish_reason: str | None
-    """The provider's finish reason (``stop``, ``tool_calls``, ``length``, …)."""
+    """The provider's finish reason (``stop``, ``tool_calls``, ``length``, …); None for a
+    response that broke off (its partial text is kept in the conversation)."""
     message: dict[str, Any]
     """The assistant message as it enters the conversation (OpenAI format)."""
     kind: Literal["model_responded"] = "model_responded"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import json
 import random
 import time
 import uuid
@@ -186,7 +187,7 @@ class RunResult:
 class RunHandle:
     """A submitted turn. ``await handle`` gives its :class:`RunResult`."""
 
-    def __init__(self, run_id: str, prompt: str, future: asyncio.Future[RunResult]) -> None:
+    def __init__(self, run_id: str, prompt: str | None, future: asyncio.Future[RunResult]) -> None:
         self.run_id = run_id
         self.prompt = prompt
         self._future = future
@@ -208,8 +209,10 @@ class RunHandle:
 @dataclass
 class _Turn:
     run_id: str
-    prompt: str
+    prompt: str | None
+    """None continues the conversation as it stands (``Session.resume``)."""
     future: asyncio.Future[RunResult]
+    tag: str | None = None
 
 
 @dataclass
@@ -328,6 +331,8 @@ class Session:
         self._run_task: asyncio.Task[None] | None = None
         self._steers: list[str] = []
         self._pending: dict[str, _Pending] = {}
+        self._outstanding = 0
+        """Turns submitted and not finished yet (queued, in the inbox or running)."""
         self._closed_calls: dict[str, str] = {}
         """Calls that no longer wait for a decision, with why (for clear errors)."""
 
@@ -351,21 +356,51 @@ class Session:
         """Receive every event from now on (use as ``with session.subscribe() as events``)."""
         return self._hub.subscribe()
 
-    def submit(self, prompt: str) -> RunHandle:
-        """Queue a user turn; it runs when the turns before it have finished."""
+    def submit(self, prompt: str, *, tag: str | None = None) -> RunHandle:
+        """Queue a user turn; it runs when the turns before it have finished.
+
+        ``tag`` is an opaque label carried by ``RunStarted`` (the notebook passes the id
+        of the cell the turn came from).
+        """
+        return self._submit(prompt, tag)
+
+    def resume(self, *, tag: str | None = None) -> RunHandle | None:
+        """Continue an interrupted conversation, or return None if nothing is unfinished.
+
+        Unfinished means the last message is a user message nobody answered, or the last
+        assistant message has tool calls without results: those calls go through approval
+        again and run; calls that already have a result never run again.
+        """
+        if not _unfinished(self._messages):
+            return None
+        return self._submit(None, tag)
+
+    def _submit(self, prompt: str | None, tag: str | None) -> RunHandle:
         self._check_open("start a turn")
         loop = self._ensure_actor()
-        turn = _Turn(run_id=uuid.uuid4().hex, prompt=prompt, future=loop.create_future())
+        turn = _Turn(uuid.uuid4().hex, prompt, loop.create_future(), tag)
+        self._outstanding += 1
+        turn.future.add_done_callback(self._turn_done)
         self._send(turn)
         return RunHandle(turn.run_id, prompt, turn.future)
 
-    async def run(self, prompt: str) -> AsyncIterator[Event]:
+    def replace_history(self, messages: Iterable[dict[str, Any]]) -> None:
+        """Set the conversation (rewind, undo, compaction); only while the session is idle."""
+        self._check_open("replace the history")
+        if self._outstanding:
+            raise IllegalTransitionError(
+                "cannot replace the history while a turn is queued or running; "
+                "stop the run first"
+            )
+        self._messages = list(messages)
+
+    async def run(self, prompt: str, *, tag: str | None = None) -> AsyncIterator[Event]:
         """Submit a turn and yield its events, ending with ``RunFinished``.
 
         Leaving the loop early does not stop the run; call :meth:`cancel` for that.
         """
         with self.subscribe() as events:
-            handle = self.submit(prompt)
+            handle = self.submit(prompt, tag=tag)
             async for event in events:
                 if getattr(event, "run_id", None) != handle.run_id:
                     continue
@@ -424,6 +459,9 @@ class Session:
             actor.cancel()
         finally:
             self._mark_closed()
+
+    def _turn_done(self, _: object) -> None:
+        self._outstanding -= 1
 
     def _mark_closed(self) -> None:
         if self._state is not SessionState.CLOSED:
@@ -551,7 +589,7 @@ class Session:
             self._hub.emit(finished)
             if not turn.future.done():
                 turn.future.set_result(
-                    _result(finished, _RunState(RunContext(self, turn.run_id, turn.prompt)))
+                    _result(finished, _RunState(RunContext(self, turn.run_id, turn.prompt or "")))
                 )
         self._turns.clear()
         self._mark_closed()
@@ -559,19 +597,28 @@ class Session:
     # -- the agent loop -------------------------------------------------------------------
 
     async def _run_turn(self, turn: _Turn) -> None:
-        run = _RunState(RunContext(session=self, run_id=turn.run_id, prompt=turn.prompt))
+        run = _RunState(RunContext(session=self, run_id=turn.run_id, prompt=turn.prompt or ""))
         emit = self._hub.emit
         emit(
             RunStarted(
-                run_id=turn.run_id, session_id=self.id, prompt=turn.prompt, model=self.model.name
+                run_id=turn.run_id,
+                session_id=self.id,
+                prompt=turn.prompt or "",
+                model=self.model.name,
+                tag=turn.tag,
+                resumed=turn.prompt is None,
             )
         )
-        self._messages.append({"role": "user", "content": turn.prompt})
+        if turn.prompt is not None:
+            self._messages.append({"role": "user", "content": turn.prompt})
         status: RunStatus = "completed"
         error: str | None = None
         failure: BaseException | None = None
         try:
             await self._call_hooks("on_run_start", run.ctx)
+            unanswered = _unanswered_calls(self._messages) if turn.prompt is None else ()
+            if unanswered:
+                await self._tool_turn(run, unanswered)
             for turn_number in range(1, self.max_turns + 1):
                 run.ctx.turn = turn_number
                 response = await self._model_turn(run)
@@ -704,9 +751,23 @@ class Session:
                     await aclose()
 
     def _keep_partial(self, run: _RunState, acc: ResponseAccumulator) -> None:
-        if acc.text:
-            self._messages.append({"role": "assistant", "content": acc.text})
-            run.last_text = acc.text
+        """Keep what was shown of a broken response (a response with no finish reason)."""
+        if not acc.text:
+            return
+        message = {"role": "assistant", "content": acc.text}
+        self._messages.append(message)
+        run.last_text = acc.text
+        self._hub.emit(
+            ModelResponded(
+                run_id=run.ctx.run_id,
+                turn=run.ctx.turn,
+                text=acc.text,
+                reasoning=acc.reasoning,
+                tool_calls=(),
+                finish_reason=None,
+                message=message,
+            )
+        )
 
     def _record_usage(self, run: _RunState, acc: ResponseAccumulator) -> None:
         prompt = acc.usage.prompt_tokens if acc.usage else 0
@@ -980,6 +1041,43 @@ async def _named(hook: Hooks, name: str, awaitable: Any) -> Any:
         raise
     except Exception as exc:
         raise HookError(f"the hook {type(hook).__name__}.{name} failed: {exc}") from exc
+
+
+def _unanswered_calls(messages: list[dict[str, Any]]) -> tuple[ToolCall, ...]:
+    """The tool calls of the last assistant message that have no result yet."""
+    for index in range(len(messages) - 1, -1, -1):
+        message = messages[index]
+        if message.get("role") == "tool":
+            continue
+        if message.get("role") != "assistant" or not message.get("tool_calls"):
+            return ()
+        answered = {m.get("tool_call_id") for m in messages[index + 1 :]}
+        calls = []
+        for raw in message["tool_calls"]:
+            if raw.get("id") in answered:
+                continue
+            function = raw.get("function") or {}
+            arguments_json = function.get("arguments") or "{}"
+            try:
+                arguments = json.loads(arguments_json)
+            except json.JSONDecodeError:
+                arguments = {}
+            calls.append(
+                ToolCall(
+                    id=raw["id"],
+                    name=function.get("name", ""),
+                    arguments=arguments if isinstance(arguments, dict) else {},
+                    arguments_json=arguments_json,
+                )
+            )
+        return tuple(calls)
+    return ()
+
+
+def _unfinished(messages: list[dict[str, Any]]) -> bool:
+    if not messages:
+        return False
+    return messages[-1].get("role") == "user" or bool(_unanswered_calls(messages))
 
 
 def _result(finished: RunFinished, run: _RunState) -> RunResult:
