@@ -6,6 +6,8 @@ IPython nor litellm until it needs them; ``%load_ext nbagent`` stays instant.
 
 from __future__ import annotations
 
+from typing import Any
+
 from .approval import AllowRule, ApprovalMode, ApprovalPolicy
 from .errors import (
     AlreadyDecidedError,
@@ -61,6 +63,21 @@ from .session import (
 from .tools import FunctionTool, Tool, ToolOutput, tool
 
 __version__ = "0.1.0"
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext nbagent``: register ``%%agent`` / ``%agent`` (imports them lazily)."""
+    from .magics import load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext nbagent``: remove the magics and stop the notebook's sessions."""
+    from .magics import unload
+
+    unload(ipython)
+
 
 __all__ = [
     "EVENT_ADAPTER",

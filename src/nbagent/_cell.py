@@ -1,0 +1,266 @@
+"""One ``%%agent`` cell's run: wire a session to a live view (or to static output).
+
+``CellRun`` submits the prompt, forwards the run's events to the view (interactive) or
+to a transcript (headless), answers approvals in headless runs by policy, waits with a
+10 Hz tick so the notebook's interrupt lands within ~0.1 s, and at the end replaces the
+live view by the static transcript. ``Notebook`` keeps the named sessions of a kernel
+and owns the background tasks of runs that outlive their cell.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Coroutine
+from typing import Any, Literal
+
+from .errors import NbAgentError
+from .events import ApprovalRequested, RunFinished
+from .render import MimeBundle, Transcript
+from .session import RunHandle, RunResult, Session, ToolCallRecord, UsageTotals
+from .widget import Action, AgentView
+
+RunMode = Literal["wait", "background", "headless"]
+"""How a cell runs, once ``auto`` is resolved."""
+
+TICK_S = 0.1
+"""How often a waiting cell wakes up: an interrupt is seen within about this long."""
+
+HEADLESS_DENIAL = (
+    "nobody can click Approve in a headless run (nbclient, nbval, papermill); "
+    "choose a policy with --approve all|readonly|none or %config NBAgent.approve"
+)
+
+
+class CellRunError(NbAgentError):
+    """A ``%%agent`` cell ended badly; IPython shows only the message, no traceback."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"\x1b[0;31m{type(self).__name__}\x1b[0m: {self}"]
+
+
+class RunStopped(CellRunError):
+    """The run was interrupted from the notebook; the conversation so far is kept."""
+
+
+class RunFailed(CellRunError):
+    """The run failed in a headless execution (so nbval and papermill fail the cell)."""
+
+
+class AgentResult:
+    """The value of a ``%%agent`` cell: final text, tool calls, usage; displays as the
+    static transcript."""
+
+    def __init__(self, run: RunResult, transcript: Transcript, session: str) -> None:
+        self.run = run
+        self.transcript = transcript
+        self.session = session
+        self._shown_live = False
+
+    @property
+    def text(self) -> str:
+        return self.run.text
+
+    @property
+    def status(self) -> str:
+        return self.run.status
+
+    @property
+    def error(self) -> str | None:
+        return self.run.error
+
+    @property
+    def tool_calls(self) -> tuple[ToolCallRecord, ...]:
+        return self.run.tool_calls
+
+    @property
+    def usage(self) -> UsageTotals:
+        return self.run.usage
+
+    def _repr_mimebundle_(self, **_: Any) -> MimeBundle:
+        return self.transcript.mimebundle()
+
+    def _ipython_display_(self) -> None:
+        # The live view already turned into this transcript: do not show it twice as
+        # the cell's value (``_`` and ``Out`` still hold the result).
+        if self._shown_live:
+            self._shown_live = False
+            return
+        from IPython.display import display
+
+        display(self.transcript.mimebundle(), raw=True)
+
+    def __repr__(self) -> str:
+        return (
+            f"<AgentResult {self.status} session={self.session!r} "
+            f"tool_calls={len(self.tool_calls)} tokens={self.usage.total_tokens}>"
+        )
+
+
+class Notebook:
+    """The named sessions of one kernel and the tasks of runs that outlive their cell."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[str, Session] = {}
+        self.current = "default"
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.results: dict[str, AgentResult] = {}
+        """The latest result of each session."""
+
+    def own(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    def forget(self, name: str) -> None:
+        """Drop a session: stop its run and close it (in the background when a loop runs)."""
+        session = self.sessions.pop(name, None)
+        self.results.pop(name, None)
+        if session is None:
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop: the session never ran, there is nothing to stop
+        self.own(session.aclose(), f"nbagent-close-{name}")
+
+    async def aclose(self) -> None:
+        for name in list(self.sessions):
+            self.forget(name)
+        if self.tasks:
+            await asyncio.wait(set(self.tasks), timeout=5.0)
+
+
+class CellRun:
+    """Run one prompt in a session and show it in the cell."""
+
+    def __init__(
+        self,
+        notebook: Notebook,
+        name: str,
+        session: Session,
+        prompt: str,
+        *,
+        mode: RunMode,
+        fail_on_error: bool = True,
+        flush_interval: float = 0.04,
+        text_sync_interval: float = 1.0,
+    ) -> None:
+        self.notebook = notebook
+        self.name = name
+        self.session = session
+        self.prompt = prompt
+        self.mode = mode
+        self.fail_on_error = fail_on_error
+        self.transcript = Transcript(prompt=prompt, model=session.model.name, session=name)
+        self.view: AgentView | None = None
+        self.handle: Any = None
+        self.flush_interval = flush_interval
+        self.text_sync_interval = text_sync_interval
+
+    # -- callbacks from the view ----------------------------------------------------------
+
+    def decide(self, tool_call_id: str, action: Action) -> None:
+        if action == "approve":
+            self.session.approve(tool_call_id)
+        elif action == "always":
+            self.session.approve(tool_call_id, scope="tool")
+        else:
+            self.session.deny(tool_call_id, reason="the user rejected the call")
+
+    def stop(self) -> None:
+        transcript = self.transcript
+        if transcript.finished_at is not None:
+            return
+        if transcript.started_at is None:
+            raise RuntimeError("this run has not started yet: it waits for the session's run")
+        self.session.cancel()
+
+    # -- the run --------------------------------------------------------------------------
+
+    async def start(self) -> AgentResult | None:
+        """Start the run; wait for it unless the mode is ``background``."""
+        from IPython.display import display
+
+        if self.mode != "headless":
+            self.view = AgentView(
+                self.transcript,
+                on_decide=self.decide,
+                on_stop=self.stop,
+                flush_interval=self.flush_interval,
+                text_sync_interval=self.text_sync_interval,
+            )
+            placeholder = self.transcript.mimebundle()
+            placeholder.update(self.view.view_bundle())
+            self.handle = display(placeholder, raw=True, display_id=True)
+        events = self.session.subscribe()
+        try:
+            run = self.session.submit(self.prompt)
+        except BaseException:
+            events.close()
+            self._close_view()
+            raise
+        pump = self.notebook.own(
+            self._pump(events, run), f"nbagent-cell-{self.name}-{run.run_id[:8]}"
+        )
+        if self.mode == "background":
+            return None
+        try:
+            while not pump.done():
+                await asyncio.wait({pump}, timeout=TICK_S)
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            # The notebook's interrupt: ipykernel cancels the cell's task. Stop the run,
+            # let it end cleanly (bounded), then fail the cell so "Run All" stops here.
+            with contextlib.suppress(Exception):
+                self.stop()
+            with contextlib.suppress(BaseException):
+                await asyncio.wait({pump}, timeout=5.0)
+            raise RunStopped(
+                "the run was interrupted; the conversation so far is kept "
+                "(run another %%agent cell to go on)"
+            ) from None
+        result: AgentResult = pump.result()
+        if self.mode == "headless" and result.status == "failed" and self.fail_on_error:
+            display(result.transcript.mimebundle(), raw=True)
+            raise RunFailed(result.error or "the run failed")
+        return result
+
+    async def _pump(self, events: Any, run: RunHandle) -> AgentResult:
+        """Forward the run's events until it finishes, then show the static transcript."""
+        feed = self.view.feed if self.view is not None else self.transcript.add
+        headless = self.mode == "headless"
+        run_id = run.run_id
+        try:
+            async for event in events:
+                if getattr(event, "run_id", None) != run_id:
+                    continue
+                feed(event)
+                if headless and isinstance(event, ApprovalRequested):
+                    self._deny_headless(event)
+                elif isinstance(event, RunFinished):
+                    break
+        finally:
+            events.close()
+        try:
+            outcome = await asyncio.wait_for(run.result(), 5.0)
+        finally:
+            self._finish()
+        result = AgentResult(outcome, self.transcript, self.name)
+        result._shown_live = self.handle is not None
+        self.notebook.results[self.name] = result
+        return result
+
+    def _deny_headless(self, event: ApprovalRequested) -> None:
+        with contextlib.suppress(NbAgentError):
+            self.session.deny(event.tool_call_id, reason=HEADLESS_DENIAL)
+
+    def _finish(self) -> None:
+        if self.handle is not None:
+            self.handle.update(self.transcript.mimebundle(), raw=True)
+        self._close_view()
+
+    def _close_view(self) -> None:
+        if self.view is not None:
+            self.view.close()
+            self.view = None

@@ -1,0 +1,123 @@
+"""Notebook settings: ``%config NBAgent.<name>`` with environment-variable fallbacks.
+
+Where a value comes from, first match wins:
+
+1. the ``%%agent`` cell's own option (``--model``, ``--approve``, …);
+2. ``%config NBAgent.<name> = …`` (or ``c.NBAgent.<name>`` in an IPython profile);
+3. the environment: ``NBAGENT_MODEL``, ``NBAGENT_API_BASE``, ``NBAGENT_APPROVE``,
+   ``NBAGENT_MODE``;
+4. the built-in default.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+from traitlets import Bool, Enum, Float, Int, Unicode
+from traitlets.config import Configurable
+
+from .approval import APPROVAL_MODES, ApprovalMode
+
+Mode = Literal["auto", "wait", "background"]
+"""How a ``%%agent`` cell waits for its run (see ``NBAgent.mode``)."""
+
+MODES: tuple[Mode, ...] = ("auto", "wait", "background")
+
+DEFAULT_MODEL = "openai/gpt-4o-mini"
+
+ENV = {
+    "model": "NBAGENT_MODEL",
+    "api_base": "NBAGENT_API_BASE",
+    "approve": "NBAGENT_APPROVE",
+    "mode": "NBAGENT_MODE",
+}
+"""Setting name → environment variable that supplies it when not configured."""
+
+
+class SettingError(ValueError):
+    """A setting has a value nbagent does not accept; the message names where it came from."""
+
+
+class NBAgent(Configurable):
+    """Defaults for ``%%agent`` cells. Unset values fall back to the environment."""
+
+    model = Unicode(
+        None,
+        allow_none=True,
+        help=f"Model for new sessions (litellm name). Env: NBAGENT_MODEL; default {DEFAULT_MODEL}.",
+    ).tag(config=True)
+    api_base = Unicode(
+        None,
+        allow_none=True,
+        help="Base URL of an OpenAI-compatible server. Env: NBAGENT_API_BASE.",
+    ).tag(config=True)
+    approve = Enum(
+        list(APPROVAL_MODES),
+        None,
+        allow_none=True,
+        help="Approval mode: ask, all, none, readonly. Env: NBAGENT_APPROVE; default ask.",
+    ).tag(config=True)
+    mode = Enum(
+        list(MODES),
+        None,
+        allow_none=True,
+        help="auto, wait or background. Env: NBAGENT_MODE; default auto.",
+    ).tag(config=True)
+    max_turns = Int(25, help="Model requests allowed per run.").tag(config=True)
+    system = Unicode(None, allow_none=True, help="System prompt for new sessions.").tag(config=True)
+    flush_interval = Float(
+        0.04, help="Seconds between streamed-text messages to the live view (33–50 ms is smooth)."
+    ).tag(config=True)
+    text_sync_interval = Float(
+        1.0, help="Seconds between full-text syncs of the live view (its state for reloads)."
+    ).tag(config=True)
+    fail_headless = Bool(
+        True,
+        help="In headless runs (nbclient, nbval, papermill) a failed run fails the cell.",
+    ).tag(config=True)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The effective defaults for one cell, after config and environment."""
+
+    model: str
+    api_base: str | None
+    approve: ApprovalMode
+    mode: Mode
+    max_turns: int
+    system: str | None
+    flush_interval: float
+    text_sync_interval: float
+    fail_headless: bool
+
+
+def _pick(config: NBAgent | None, name: str) -> Any:
+    value = getattr(config, name, None) if config is not None else None
+    if value is None and name in ENV:
+        value = os.environ.get(ENV[name]) or None
+    return value
+
+
+def resolve(config: NBAgent | None = None) -> Settings:
+    """Combine ``config`` (may be None), the environment and the built-in defaults."""
+    approve = _pick(config, "approve") or "ask"
+    if approve not in APPROVAL_MODES:
+        raise SettingError(f"NBAGENT_APPROVE={approve!r} is not one of {', '.join(APPROVAL_MODES)}")
+    mode = _pick(config, "mode") or "auto"
+    if mode not in MODES:
+        raise SettingError(f"NBAGENT_MODE={mode!r} is not one of {', '.join(MODES)}")
+    defaults = config if config is not None else NBAgent()
+    return Settings(
+        model=_pick(config, "model") or DEFAULT_MODEL,
+        api_base=_pick(config, "api_base"),
+        approve=cast(ApprovalMode, approve),
+        mode=cast(Mode, mode),
+        max_turns=int(defaults.max_turns),
+        system=defaults.system,
+        flush_interval=float(defaults.flush_interval),
+        text_sync_interval=float(defaults.text_sync_interval),
+        fail_headless=bool(defaults.fail_headless),
+    )
