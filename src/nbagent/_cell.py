@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import Coroutine
 from typing import Any, Literal
 
 from .errors import NbAgentError
 from .events import ApprovalRequested, RunFinished
+from .model import LiteLLMModel, import_litellm
 from .render import MimeBundle, Transcript
 from .session import RunHandle, RunResult, Session, ToolCallRecord, UsageTotals
 from .widget import Action, AgentView
@@ -194,6 +196,9 @@ class CellRun:
             placeholder = self.transcript.mimebundle()
             placeholder.update(self.view.view_bundle())
             self.handle = display(placeholder, raw=True, display_id=True)
+        if "litellm" not in sys.modules and isinstance(self.session.model, LiteLLMModel):
+            # The first import takes ~2 s: do it off the loop so the page stays live.
+            await asyncio.to_thread(import_litellm)
         events = self.session.subscribe()
         try:
             run = self.session.submit(self.prompt)

@@ -71,7 +71,7 @@ class AgentView(anywidget.AnyWidget):
         self._text_dirty = False
         self.messages_sent = 0
         """Custom messages sent (for tests and benchmarks)."""
-        self.on_msg(self._handle_msg)
+        self.on_msg(self._on_page_msg)
         self._sync_all()
 
     def view_bundle(self) -> dict[str, Any]:
@@ -150,7 +150,7 @@ class AgentView(anywidget.AnyWidget):
 
     # -- page → kernel --------------------------------------------------------------------
 
-    def _handle_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
+    def _on_page_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
         if not isinstance(content, dict):
             return
         request = content.get("request")

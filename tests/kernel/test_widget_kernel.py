@@ -1,0 +1,164 @@
+"""A real kernel driven by jupyter_client acting as the notebook page."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from nbagent.testing import ScriptedServer, call, say, stall, use_tools
+
+from .frontend import Frontend, running_kernel
+
+ADD = '''
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    return a + b
+'''
+
+
+@pytest.fixture(scope="module")
+def front() -> Iterator[Frontend]:
+    with running_kernel() as running:
+        running.run(ADD)
+        yield running
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptedServer]:
+    with ScriptedServer() as running:
+        yield running
+
+
+def agent_cell(server: ScriptedServer, prompt: str, options: str = "") -> str:
+    return f"%%agent --api-base {server.url} {options}\n{prompt}"
+
+
+def test_approve_click_runs_the_tool_and_the_answer_streams(
+    front: Frontend, server: ScriptedServer
+) -> None:
+    server.add(
+        use_tools(call("add", {"a": 2, "b": 3}), text="Let me add them."),
+        # a pause after four words: what came before it reaches the page as deltas
+        stall(0.5, after=4, text="The sum of 2 and 3 is 5, as the add tool computed."),
+    )
+    msg_id = front.execute(agent_cell(server, "Add 2 and 3 with the tool.", "-s s1 --tools add"))
+    view = front.wait_for("the live view", lambda: front.views(msg_id))[0]
+    card = front.wait_for("a card waiting for approval", lambda: front.pending_card(view))
+    assert card["name"] == "add"
+    assert [a[0] for a in card["arguments"]] == ["a", "b"]
+    # text that came before the card is part of the synced state
+    assert front.state[view]["blocks"][0] == {"kind": "text", "text": "Let me add them."}
+
+    request = front.send_custom(view, {"type": "decide", "id": card["id"], "action": "approve"})
+    assert front.ack(view, request)["ok"] is True
+    reply = front.reply(msg_id)
+    assert reply["content"]["status"] == "ok"
+
+    deltas = [c for c in front.custom[view] if c["type"] == "delta"]
+    # coalesced: the four words before the pause arrive in one message, not four
+    assert len(deltas) == 1
+    assert deltas[0]["text"] == "The sum of 2 "
+    assert deltas[0]["block"] == 2  # a new text block after the card
+    final = front.final_bundle(msg_id)
+    assert "application/vnd.jupyter.widget-view+json" not in final
+    assert "The sum of 2 and 3 is 5" in final["text/html"]
+    assert "approved by you" in final["text/plain"]
+    assert "result: 5" in final["text/plain"]
+    assert set(final) >= {"text/plain", "text/html", "text/markdown"}
+    assert front.evaluate("_.text") == "The sum of 2 and 3 is 5, as the add tool computed."
+    assert front.evaluate("[c.result for c in _.tool_calls]") == "['5']"
+
+    # the next cell continues the same conversation
+    server.add(say("You asked me to add 2 and 3."))
+    front.run(agent_cell(server, "What did I ask?", "-s s1"))
+    messages = server.requests[-1]["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "tool", "assistant", "user"]
+    assert messages[0]["content"] == "Add 2 and 3 with the tool."
+
+
+def test_reject_and_always_allow(front: Frontend, server: ScriptedServer) -> None:
+    server.add(
+        use_tools(call("add", {"a": 1, "b": 1})),
+        use_tools(call("add", {"a": 2, "b": 2})),
+        use_tools(call("add", {"a": 3, "b": 3})),
+        say("done"),
+    )
+    msg_id = front.execute(agent_cell(server, "add things", "-s s2 --tools add"))
+    view = front.wait_for("the live view", lambda: front.views(msg_id))[0]
+    card = front.wait_for("the first card", lambda: front.pending_card(view))
+    front.ack(
+        view, front.send_custom(view, {"type": "decide", "id": card["id"], "action": "reject"})
+    )
+    card2 = front.wait_for(
+        "the second card",
+        lambda: (c := front.pending_card(view)) and c["id"] != card["id"] and c,
+    )
+    request = front.send_custom(view, {"type": "decide", "id": card2["id"], "action": "always"})
+    assert front.ack(view, request)["ok"]
+    front.reply(msg_id)
+    plain = front.final_bundle(msg_id)["text/plain"]
+    assert "Denied: denied by you: the user rejected the call" in plain
+    assert "approved by policy: add was always-allowed in this session" in plain
+    # a click on a call that is no longer pending is refused with a reason
+    request = front.send_custom(view, {"type": "decide", "id": card["id"], "action": "approve"})
+    front.pump(0.5)
+    acks = [c for c in front.custom[view] if c.get("request") == request]
+    assert not acks or acks[0]["ok"] is False
+
+
+def test_stop_button_ends_the_run_and_the_cell(front: Frontend, server: ScriptedServer) -> None:
+    server.add(stall(30, after=3, text="This answer will stall after three words"))
+    msg_id = front.execute(agent_cell(server, "stall please", "-s s3"))
+    view = front.wait_for("the live view", lambda: front.views(msg_id))[0]
+    front.wait_for("streamed text", lambda: any(c["type"] == "delta" for c in front.custom[view]))
+    assert front.ack(view, front.send_custom(view, {"type": "stop"}))["ok"]
+    reply = front.reply(msg_id, timeout=10)
+    assert reply["content"]["status"] == "ok"
+    final = front.final_bundle(msg_id)
+    assert "cancelled" in final["text/plain"]
+    assert "This answer will" in final["text/plain"]
+
+
+def test_kernel_interrupt_stops_the_run_and_the_next_cell_goes_on(
+    front: Frontend, server: ScriptedServer
+) -> None:
+    server.add(stall(30, after=2, text="Interrupt me while I think"))
+    msg_id = front.execute(agent_cell(server, "stall please", "-s s4"))
+    view = front.wait_for("the live view", lambda: front.views(msg_id))[0]
+    front.wait_for("streamed text", lambda: any(c["type"] == "delta" for c in front.custom[view]))
+    front.manager.interrupt_kernel()
+    reply = front.reply(msg_id, timeout=10)
+    assert reply["content"]["status"] == "error"
+    assert reply["content"]["ename"] == "RunStopped"
+    assert "cancelled" in front.final_bundle(msg_id)["text/plain"]
+    assert front.evaluate("__import__('nbagent').__name__") == "nbagent"
+
+    server.add(say("Back again."))
+    front.run(agent_cell(server, "are you there?", "-s s4"))
+    roles = [m["role"] for m in server.requests[-1]["messages"]]
+    assert roles == ["user", "assistant", "user"]  # the partial answer was kept
+
+
+def test_background_runs_in_two_sessions_do_not_cross(
+    front: Frontend, server: ScriptedServer
+) -> None:
+    server.add(
+        say("alpha " * 30, words_per_chunk=1),
+        say("beta " * 30, words_per_chunk=1),
+    )
+    first = front.execute(agent_cell(server, "one", "-s bg1 --mode background"))
+    front.reply(first)
+    second = front.execute(agent_cell(server, "two", "-s bg2 --mode background"))
+    front.reply(second)
+    for msg_id, word, other in ((first, "alpha", "beta"), (second, "beta", "alpha")):
+        bundle = front.wait_for(
+            f"the {word} transcript",
+            lambda msg_id=msg_id: (
+                (b := front.final_bundle(msg_id)).get("text/plain", "").count("completed") and b
+            ),
+        )
+        assert bundle["text/plain"].count(word) == 30
+        assert other not in bundle["text/plain"]
+    out = front.evaluate("sorted(get_ipython().find_magic('agent').__self__.notebook.sessions)")
+    assert "bg1" in out and "bg2" in out
