@@ -1,0 +1,194 @@
+"""JupyterLab 4 in headless Chromium: run a %%agent cell, click Approve, stay safe.
+
+Uses Debian's chromium (``apt-get install chromium``) through pip playwright with
+``executable_path``; no browser is downloaded. Screenshots go to ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from kernel.frontend import kernel_env
+from nbagent.testing import ScriptedServer, call, say, use_tools
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = Path(os.environ.get("NBAGENT_ARTIFACTS", ROOT / "test-artifacts"))
+
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(),
+    reason="needs Debian's chromium (apt-get install chromium; .ci/run installs it)",
+)
+
+XSS = (
+    "Careful: <img src=x onerror=\"window.__nbagent_xss='img'\"> "
+    "<script>window.__nbagent_xss='script'</script> "
+    "[a link](javascript:window.__nbagent_xss='link') and **bold**."
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    home = tmp_path_factory.mktemp("lab")
+    settings = home / "user-settings" / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True)
+    (settings / "notification.jupyterlab-settings").write_text(
+        json.dumps({"fetchNews": "false", "checkForUpdates": False})
+    )
+    port, token = free_port(), "nbagent-test"
+    env = kernel_env(
+        JUPYTERLAB_SETTINGS_DIR=str(home / "user-settings"),
+        JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"),
+        JUPYTER_RUNTIME_DIR=str(home / "runtime"),
+    )
+    log = (home / "lab.log").open("w")
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--allow-root",
+            f"--port={port}",
+            "--ip=127.0.0.1",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={home}",
+            "--LabApp.news_url=None",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2).close()
+            break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                log.close()
+                raise RuntimeError((home / "lab.log").read_text()[-3000:]) from None
+            time.sleep(0.2)
+    try:
+        yield f"{base}/lab/tree/{{name}}?reset&token={token}", home
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def write_notebook(home: Path, name: str, *sources: str) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, home / name)
+
+
+def test_click_approve_in_jupyterlab_and_nothing_from_the_model_runs(
+    lab: tuple[str, Path], browser: object
+) -> None:
+    from playwright.sync_api import Browser, expect
+
+    assert isinstance(browser, Browser)
+    url, home = lab
+    with ScriptedServer(
+        [
+            use_tools(call("add", {"a": 2, "b": 3}), text=XSS),
+            say("The add tool says 2 + 3 = 5. " + XSS, words_per_chunk=2),
+        ]
+    ) as server:
+        write_notebook(
+            home,
+            "approve.ipynb",
+            "%load_ext nbagent",
+            "def add(a: int, b: int) -> int:\n    'Add two integers.'\n    return a + b",
+            f"%%agent --api-base {server.url} --tools add\nAdd 2 and 3 with the tool.",
+        )
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on(
+            "dialog", lambda dialog: (errors.append("dialog: " + dialog.message), dialog.dismiss())
+        )
+        page.goto(url.format(name="approve.ipynb"))
+        page.get_by_text(re.compile(r"Python 3 \(ipykernel\) \| Idle")).wait_for(timeout=60_000)
+
+        page.get_by_role("menuitem", name="Run", exact=True).click()
+        page.get_by_role("menuitem", name=re.compile("^Run All Cells")).click()
+
+        view = page.locator(".nbagent-view")
+        approve = view.get_by_role("button", name="Approve", exact=True)
+        expect(approve).to_be_visible(timeout=60_000)
+        expect(view.get_by_role("button", name="Reject", exact=True)).to_be_visible()
+        expect(view.get_by_role("button", name="Always allow", exact=True)).to_be_visible()
+        expect(view.get_by_role("button", name="Stop", exact=True)).to_be_visible()
+        # the live view shows the model's markup as text
+        expect(view).to_contain_text("<img src=x onerror=")
+        assert view.locator("img, script").count() == 0
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "jupyterlab-approval.png"))
+
+        approve.click()
+        output = page.locator(".jp-OutputArea-output .nbagent-transcript")
+        expect(output).to_contain_text("The add tool says 2 + 3 = 5.", timeout=30_000)
+        expect(output).to_contain_text("approved by you")
+        expect(output.locator("pre").filter(has_text="5").first).to_be_visible()
+        page.screenshot(path=str(ARTIFACTS / "jupyterlab-done.png"))
+
+        # static twin: escaped markup, no unsafe link, no script ran anywhere
+        assert output.locator("img, script").count() == 0
+        assert output.locator("a[href^='javascript']").count() == 0
+        assert page.evaluate("window.__nbagent_xss") is None
+        assert not errors, errors
+        page.close()
