@@ -11,6 +11,10 @@ The tree::
     │   └── AlreadyDecidedError         the call was already approved or denied
     ├── ToolDefinitionError             a function cannot be turned into a tool
     ├── HookError                       a lifecycle hook raised (the run fails)
+    ├── StoreError                      the session log cannot be used
+    │   ├── SessionLockedError          another kernel holds the session
+    │   ├── LogFormatError              a line in the middle of a log is not a record
+    │   └── LogSchemaError              the log was written by a newer nbagent
     └── ModelError                      the model provider failed
         ├── ProviderAuthError           401/403: key missing or rejected
         ├── ProviderRateLimitError      429 (retried before the first token)
@@ -59,6 +63,22 @@ class ToolDefinitionError(NbAgentError):
 
 class HookError(NbAgentError):
     """A lifecycle hook raised; the run fails with a message naming the hook."""
+
+
+class StoreError(NbAgentError):
+    """The session log cannot be read or written (permissions, disk, format)."""
+
+
+class SessionLockedError(StoreError):
+    """Another process (another kernel) has the session open."""
+
+
+class LogFormatError(StoreError):
+    """A line in the middle of a session log is not a valid record."""
+
+
+class LogSchemaError(StoreError):
+    """The log uses a newer schema than this nbagent reads."""
 
 
 class ModelError(NbAgentError):

@@ -162,11 +162,19 @@ class UsageTotals:
         return self.prompt_tokens + self.completion_tokens
 
     def add(self, usage: Usage) -> UsageTotals:
+        return self.add_counts(
+            usage.prompt_tokens, usage.completion_tokens, usage.cost_usd, usage.cost_known
+        )
+
+    def add_counts(
+        self, prompt_tokens: int, completion_tokens: int, cost_usd: float, cost_known: bool
+    ) -> UsageTotals:
+        """The totals after one more model request."""
         return UsageTotals(
-            prompt_tokens=self.prompt_tokens + usage.prompt_tokens,
-            completion_tokens=self.completion_tokens + usage.completion_tokens,
-            cost_usd=self.cost_usd + usage.cost_usd,
-            cost_known=self.cost_known and usage.cost_known,
+            prompt_tokens=self.prompt_tokens + prompt_tokens,
+            completion_tokens=self.completion_tokens + completion_tokens,
+            cost_usd=self.cost_usd + cost_usd,
+            cost_known=self.cost_known and cost_known,
             requests=self.requests + 1,
         )
 
@@ -841,7 +849,7 @@ class Session:
         results: dict[str, str],
         limit: int | None = None,
     ) -> ToolFinished:
-        text, truncated = truncate(sanitize(text), limit or self.max_result_chars)
+        text, truncated = truncate(redact(sanitize(text)), limit or self.max_result_chars)
         finished = ToolFinished(
             run_id=run.ctx.run_id,
             tool_call_id=call.id,

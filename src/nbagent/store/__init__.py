@@ -1,0 +1,90 @@
+"""Sessions that live next to the notebook: append-only logs, checkpoints, resume,
+rewind, fork and compaction. See ``_fold`` for the log format."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..model import Model
+from ..session import DEFAULT_MODEL, Session
+from ._fold import INTERRUPTED_RESULT, SCHEMA, Checkpoint, LogState
+from ._lock import is_locked
+from ._log import SessionLog, SessionStore, SessionSummary, fold_log
+from ._ops import compact, rewind_before_tag, rewind_to_checkpoint, rewind_to_seq, undo
+from ._recorder import SessionRecorder, attach
+
+__all__ = [
+    "INTERRUPTED_RESULT",
+    "SCHEMA",
+    "Checkpoint",
+    "LogState",
+    "SessionLog",
+    "SessionRecorder",
+    "SessionStore",
+    "SessionSummary",
+    "attach",
+    "compact",
+    "default_store_root",
+    "fold_log",
+    "is_locked",
+    "restore_session",
+    "rewind_before_tag",
+    "rewind_to_checkpoint",
+    "rewind_to_seq",
+    "undo",
+]
+
+
+def default_store_root(
+    notebook: str | None = None, cwd: str | os.PathLike[str] | None = None
+) -> Path:
+    """Where a notebook's sessions live: ``.nbagent/<notebook name>/``.
+
+    The ``.nbagent`` folder is in ``$NBAGENT_HOME`` when set, else beside the notebook when
+    its absolute path is known (VS Code), else in the kernel's working directory (which is
+    the notebook's folder in JupyterLab, whose ``__session__`` path is relative to the
+    server root). One subfolder per notebook keeps two notebooks in a folder apart.
+    """
+    home = os.environ.get("NBAGENT_HOME")
+    path = Path(notebook) if notebook else None
+    if home:
+        root = Path(home).expanduser()
+    elif path is not None and path.is_absolute():
+        root = path.parent / ".nbagent"
+    else:
+        root = Path(cwd or os.getcwd()) / ".nbagent"
+    return root / (path.stem if path is not None and path.stem else "kernel")
+
+
+def restore_session(
+    store: SessionStore,
+    name: str,
+    *,
+    model: str | Model | None = None,
+    titles: bool = False,
+    **session_options: Any,
+) -> tuple[Session, SessionRecorder, LogState]:
+    """Open (or create) session ``name`` from its log and record it from now on.
+
+    The conversation, usage and run count come back as they were; a run the kernel lost
+    is ready to continue with ``session.resume()`` (pending approvals are asked again,
+    finished tool calls never run again). ``model`` defaults to the one the log used.
+    """
+    log = store.open(name)
+    try:
+        state = log.load()
+        session = Session(
+            model or state.model or DEFAULT_MODEL,
+            session_id=state.session_id or None,
+            messages=state.messages,
+            **session_options,
+        )
+        session.usage = state.usage
+        session.runs = state.runs
+        recorder = attach(session, log, titles=titles)
+    except BaseException:
+        log.close()
+        raise
+    return session, recorder, state
