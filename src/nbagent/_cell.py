@@ -156,6 +156,8 @@ class CellRun:
         self.mode = mode
         self.fail_on_error = fail_on_error
         self.transcript = Transcript(prompt=prompt, model=session.model.name, session=name)
+        if mode == "headless":
+            self.transcript.decider = "the headless run"
         self.view: AgentView | None = None
         self.handle: Any = None
         self.flush_interval = flush_interval

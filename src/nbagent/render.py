@@ -126,6 +126,8 @@ class Transcript:
         self.cost_known = True
         self.started_at: float | None = None
         self.finished_at: float | None = None
+        self.decider = "you"
+        """Who answers approval requests (a headless run answers by policy)."""
 
     # -- building --------------------------------------------------------------------------
 
@@ -168,7 +170,7 @@ class Transcript:
         if isinstance(event, ApprovalDecided):
             card = self._card(event.tool_call_id)
             card.status = "approved" if event.approved else "denied"
-            who = "you" if event.decided_by == "user" else "policy"
+            who = self.decider if event.decided_by == "user" else "policy"
             verb = "approved" if event.approved else "denied"
             always = " (always, for this session)" if event.scope != "call" else ""
             card.decision = f"{verb} by {who}{always}" + (
