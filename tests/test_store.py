@@ -83,12 +83,12 @@ async def test_streamed_deltas_are_coalesced_not_written_per_token(tmp_path: Pat
     await recorder.aclose()
     kinds = event_kinds(store.root / "s.jsonl")
     assert kinds.count("text_delta") < 20
-    text = "".join(
-        r["event"]["text"]
+    (response,) = [
+        r["event"]
         for r in records(store.root / "s.jsonl")
-        if r["type"] == "event" and r["event"]["kind"] == "text_delta"
-    )
-    assert text == words
+        if r.get("event", {}).get("kind") == "model_responded"
+    ]
+    assert response["text"] == words
 
 
 async def test_rewind_before_a_cell_replaces_its_turn_and_keeps_the_old_branch(

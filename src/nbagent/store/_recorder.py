@@ -51,23 +51,37 @@ class SessionRecorder(Hooks):
     # -- buffering ------------------------------------------------------------------------
 
     def _records(self, events: list[Event]) -> list[dict[str, Any]]:
+        """Turn events into records. Consecutive deltas become one record; deltas of a
+        response that is complete in the same batch are dropped (it carries the text)."""
+        last_response = {e.run_id: i for i, e in enumerate(events) if e.kind == "model_responded"}
         records: list[dict[str, Any]] = []
-        pending: dict[str, Any] | None = None
-        for event in events:
+        texts: list[str] | None = None
+        for index, event in enumerate(events):
             kind = event.kind
             if kind in _SKIPPED or event is self._written_finish:
                 continue
             if isinstance(event, (TextDelta, ReasoningDelta)):
-                if pending is not None and pending["kind"] == kind:
-                    pending["text"] += event.text
+                if index < last_response.get(event.run_id, -1):
                     continue
-                pending = {"kind": kind, "run_id": event.run_id, "text": event.text}
-                records.append({"type": "event", "event": pending})
+                if texts is not None and records[-1]["event"]["kind"] == kind:
+                    texts.append(event.text)
+                    continue
+                texts = [event.text]
+                records.append(
+                    {
+                        "type": "event",
+                        "event": {"kind": kind, "run_id": event.run_id, "text": texts},
+                    }
+                )
                 continue
-            pending = None
+            texts = None
             if kind == "run_started":
                 self._before_run = self.log.next_seq + len(records) - 1
             records.append({"type": "event", "event": _as_dict(event)})
+        for record in records:
+            text = record["event"].get("text")
+            if isinstance(text, list):
+                record["event"]["text"] = "".join(text)
         return records
 
     def flush(self, *, fsync: bool = False) -> None:
