@@ -11,6 +11,7 @@ The tree::
     │   └── AlreadyDecidedError         the call was already approved or denied
     ├── ToolDefinitionError             a function cannot be turned into a tool
     ├── HookError                       a lifecycle hook raised (the run fails)
+    ├── RunInterrupted                  a tool saw a kernel interrupt (the run stops)
     ├── StoreError                      the session log cannot be used
     │   ├── SessionLockedError          another kernel holds the session
     │   ├── LogFormatError              a line in the middle of a log is not a record
@@ -59,6 +60,11 @@ class AlreadyDecidedError(ApprovalError):
 
 class ToolDefinitionError(NbAgentError):
     """A Python function cannot be turned into a tool (bad signature or name)."""
+
+
+class RunInterrupted(NbAgentError):
+    """Raised by a tool whose code was interrupted (KeyboardInterrupt): the run stops as
+    cancelled, as if the user had pressed Stop."""
 
 
 class HookError(NbAgentError):

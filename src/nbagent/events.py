@@ -139,6 +139,8 @@ class ApprovalRequested:
     """The parsed arguments the tool would run with."""
     read_only: bool
     """Whether the tool declares that it has no side effects."""
+    preview: str | None = None
+    """What the call would change, when the tool can tell (a diff for ``write_file``)."""
     kind: Literal["approval_requested"] = "approval_requested"
 
 
@@ -182,6 +184,9 @@ class ToolFinished:
     """Time the tool ran, 0 when it did not run."""
     truncated: bool = False
     """Whether ``result`` was cut to the size limit."""
+    display: tuple[dict[str, Any], ...] = ()
+    """MIME bundles the tool showed (tables, figures) for the notebook view; the model
+    gets ``result`` only."""
     kind: Literal["tool_finished"] = "tool_finished"
 
 

@@ -26,6 +26,7 @@ from .approval import AllowRule, ApprovalMode, ApprovalPolicy
 from .errors import (
     AlreadyDecidedError,
     HookError,
+    RunInterrupted,
     IllegalTransitionError,
     ModelError,
     ProviderTransientError,
@@ -397,8 +398,7 @@ class Session:
         self._check_open("replace the history")
         if self._outstanding:
             raise IllegalTransitionError(
-                "cannot replace the history while a turn is queued or running; "
-                "stop the run first"
+                "cannot replace the history while a turn is queued or running; stop the run first"
             )
         self._messages = list(messages)
 
@@ -645,6 +645,8 @@ class Session:
                 )
         except asyncio.CancelledError:
             status, error = "cancelled", "Stopped by the user."
+        except RunInterrupted as exc:
+            status, error = "cancelled", f"Interrupted: {exc}"
         except ModelError as exc:
             status, error, failure = "failed", str(exc), exc
         except Exception as exc:
@@ -848,6 +850,7 @@ class Session:
         duration: float,
         results: dict[str, str],
         limit: int | None = None,
+        display: tuple[dict[str, Any], ...] = (),
     ) -> ToolFinished:
         text, truncated = truncate(redact(sanitize(text)), limit or self.max_result_chars)
         finished = ToolFinished(
@@ -858,6 +861,7 @@ class Session:
             result=text,
             duration_s=duration,
             truncated=truncated,
+            display=display,
         )
         results[call.id] = text
         run.records.append(ToolCallRecord(call.id, call.name, call.arguments, status, text))
@@ -946,20 +950,23 @@ class Session:
             emit(ToolStarted(run_id=run_id, tool_call_id=call.id, name=call.name))
             started = time.perf_counter()
             status: ToolStatus = "ok"
+            display: tuple[dict[str, Any], ...] = ()
             try:
                 value = await tool.invoke(arguments)
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, RunInterrupted):
                 raise
             except Exception as exc:
                 status, text = "error", redact(f"{type(exc).__name__}: {exc}")
             else:
                 if isinstance(value, ToolOutput):
                     status = "error" if value.is_error else "ok"
-                    text = value.text
+                    text, display = value.text, value.display
                 else:
                     text = to_text(value)
             duration = time.perf_counter() - started
-        return self._finish_call(run, call, status, text, duration, results, tool.max_result_chars)
+        return self._finish_call(
+            run, call, status, text, duration, results, tool.max_result_chars, display
+        )
 
     async def _ask(self, run_id: str, call: ToolCall, tool: Tool) -> _Decide:
         loop = asyncio.get_running_loop()
@@ -969,6 +976,7 @@ class Session:
             name=call.name,
             arguments=call.arguments,
             read_only=tool.read_only,
+            preview=_preview(tool, call.arguments),
         )
         pending = _Pending(request, loop.create_future())
         self._pending[call.id] = pending
@@ -1049,6 +1057,18 @@ async def _named(hook: Hooks, name: str, awaitable: Any) -> Any:
         raise
     except Exception as exc:
         raise HookError(f"the hook {type(hook).__name__}.{name} failed: {exc}") from exc
+
+
+def _preview(tool: Tool, arguments: dict[str, Any]) -> str | None:
+    """The tool's own description of what a call would change (optional ``preview``)."""
+    preview = getattr(tool, "preview", None)
+    if preview is None:
+        return None
+    try:
+        text = preview(arguments)
+    except Exception as exc:
+        return f"(no preview: {type(exc).__name__}: {exc})"
+    return redact(sanitize(str(text))) if text else None
 
 
 def _unanswered_calls(messages: list[dict[str, Any]]) -> tuple[ToolCall, ...]:
