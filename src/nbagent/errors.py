@@ -10,6 +10,9 @@ The tree::
     │   ├── UnknownToolCallError        no pending call has this tool_call_id
     │   └── AlreadyDecidedError         the call was already approved or denied
     ├── ToolDefinitionError             a function cannot be turned into a tool
+    ├── McpError                        an MCP server cannot be used
+    │   ├── McpConfigError              mcp.json or a server definition is invalid
+    │   └── McpServerError              a server failed to start, crashed or stopped answering
     ├── HookError                       a lifecycle hook raised (the run fails)
     ├── RunInterrupted                  a tool saw a kernel interrupt (the run stops)
     ├── StoreError                      the session log cannot be used
@@ -65,6 +68,19 @@ class ToolDefinitionError(NbAgentError):
 class RunInterrupted(NbAgentError):
     """Raised by a tool whose code was interrupted (KeyboardInterrupt): the run stops as
     cancelled, as if the user had pressed Stop."""
+
+
+class McpError(NbAgentError):
+    """An MCP server cannot be used."""
+
+
+class McpConfigError(McpError):
+    """``mcp.json`` (or a server added from a cell) is invalid; the message names the
+    file, the key and what was expected."""
+
+
+class McpServerError(McpError):
+    """An MCP server failed to start, crashed, or stopped answering."""
 
 
 class HookError(NbAgentError):
