@@ -103,6 +103,8 @@ class FunctionTool:
     run_in_thread: bool = True
     timeout: float | None = None
     max_result_chars: int | None = None
+    preview: Callable[[dict[str, Any]], str | None] | None = None
+    """Optional: describe what a call would change, shown in its approval card."""
     _model: type[pydantic.BaseModel] = field(default=pydantic.BaseModel, repr=False)
 
     def validate(self, arguments: dict[str, Any]) -> dict[str, Any]:
