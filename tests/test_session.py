@@ -726,3 +726,27 @@ async def test_history_can_be_replaced_only_when_idle() -> None:
         session.submit("second")
         with pytest.raises(nbagent.IllegalTransitionError, match="stop the run first"):
             session.replace_history([])
+
+
+async def test_a_queued_turn_can_be_cancelled_before_it_starts() -> None:
+    model = ScriptedModel([say("first", stall_after=0, stall_seconds=0.05), say("third")])
+    async with Session(model) as session:
+        first, second, third = (session.submit(p) for p in ("1", "2", "3"))
+        assert second.cancel()
+        results = [await first, await second, await third]
+    assert [r.status for r in results] == ["completed", "cancelled", "completed"]
+    assert results[1].error == "Stopped before it started."
+    assert [m["content"] for m in session.messages if m["role"] == "user"] == ["1", "3"]
+    assert second.cancel() is False  # already over
+
+
+async def test_a_caller_policy_can_deny_on_record() -> None:
+    model = ScriptedModel([use_tools(call("add", {"a": 1, "b": 1})), say("ok")])
+
+    def headless(s: Session, request: ApprovalRequested) -> None:
+        s.deny(request.tool_call_id, reason="nobody can click", decided_by="policy")
+
+    async with Session(model, tools=[add]) as session:
+        events = await collect(session, "go", on_approval=headless)
+    decided = of_type(events, ApprovalDecided)[0]
+    assert (decided.decided_by, decided.reason) == ("policy", "nobody can click")

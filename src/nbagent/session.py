@@ -26,10 +26,10 @@ from .approval import AllowRule, ApprovalMode, ApprovalPolicy
 from .errors import (
     AlreadyDecidedError,
     HookError,
-    RunInterrupted,
     IllegalTransitionError,
     ModelError,
     ProviderTransientError,
+    RunInterrupted,
     SessionClosedError,
     StreamBrokenError,
     UnknownToolCallError,
@@ -196,10 +196,23 @@ class RunResult:
 class RunHandle:
     """A submitted turn. ``await handle`` gives its :class:`RunResult`."""
 
-    def __init__(self, run_id: str, prompt: str | None, future: asyncio.Future[RunResult]) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        prompt: str | None,
+        future: asyncio.Future[RunResult],
+        session: Session,
+    ) -> None:
         self.run_id = run_id
         self.prompt = prompt
         self._future = future
+        self._session = session
+
+    def cancel(self) -> bool:
+        """Stop this turn: a running one stops, a queued one never starts. False if done."""
+        if self._future.done():
+            return False
+        return self._session.cancel(self.run_id)
 
     @property
     def done(self) -> bool:
@@ -236,7 +249,8 @@ class _Decide:
 
 @dataclass
 class _Cancel:
-    pass
+    run_id: str | None = None
+    """Cancel this run (running or queued); None cancels the running one."""
 
 
 @dataclass
@@ -391,7 +405,7 @@ class Session:
         self._outstanding += 1
         turn.future.add_done_callback(self._turn_done)
         self._send(turn)
-        return RunHandle(turn.run_id, prompt, turn.future)
+        return RunHandle(turn.run_id, prompt, turn.future, self)
 
     def replace_history(self, messages: Iterable[dict[str, Any]]) -> None:
         """Set the conversation (rewind, undo, compaction); only while the session is idle."""
@@ -430,20 +444,27 @@ class Session:
         self._decide(_Decide(tool_call_id, True, scope, rule, None))
 
     def deny(
-        self, tool_call_id: str, *, reason: str | None = None, scope: ApprovalScope = "call"
+        self,
+        tool_call_id: str,
+        *,
+        reason: str | None = None,
+        scope: ApprovalScope = "call",
+        decided_by: Literal["user", "policy"] = "user",
     ) -> None:
         """Deny a pending call; ``reason`` is shown to the model. ``scope='tool'`` denies
-        the tool for the rest of the session."""
+        the tool for the rest of the session. ``decided_by='policy'`` records that a rule
+        of the caller (such as a headless run's) decided, not a person."""
         if scope == "rule":
             raise ValueError("rules can only allow; deny with scope 'call' or 'tool'")
-        self._decide(_Decide(tool_call_id, False, scope, None, reason))
+        self._decide(_Decide(tool_call_id, False, scope, None, reason, decided_by))
 
-    def cancel(self) -> bool:
-        """Stop the running turn (queued turns still run). Returns False if none runs."""
+    def cancel(self, run_id: str | None = None) -> bool:
+        """Stop the running turn, or the turn ``run_id`` (a queued one is dropped before it
+        starts). Other queued turns still run. Returns False if there is nothing to stop."""
         self._check_open("cancel")
-        if self._current is None and not self._turns:
+        if self._outstanding == 0:
             return False
-        self._send(_Cancel())
+        self._send(_Cancel(run_id))
         return True
 
     def steer(self, text: str) -> None:
@@ -557,11 +578,7 @@ class Session:
                 if pending is not None and not pending.future.done():
                     pending.future.set_result(command)
             elif isinstance(command, _Cancel):
-                running = (SessionState.RUNNING, SessionState.AWAITING_APPROVAL)
-                if self._state in running and self._run_task is not None:
-                    assert self._current is not None
-                    self._set_state(SessionState.CANCELLING, self._current.run_id)
-                    self._run_task.cancel()
+                self._apply_cancel(command.run_id)
             elif isinstance(command, _Steer):
                 self._steers.append(command.text)
             elif isinstance(command, _RunDone):
@@ -571,6 +588,27 @@ class Session:
             else:  # _Close
                 await self._shutdown()
                 return
+
+    def _apply_cancel(self, run_id: str | None) -> None:
+        current = self._current
+        if run_id is None or (current is not None and current.run_id == run_id):
+            running = (SessionState.RUNNING, SessionState.AWAITING_APPROVAL)
+            if self._state in running and self._run_task is not None and current is not None:
+                self._set_state(SessionState.CANCELLING, current.run_id)
+                self._run_task.cancel()
+            return
+        for turn in self._turns:
+            if turn.run_id == run_id:
+                self._turns.remove(turn)
+                self._end_unstarted(turn, "Stopped before it started.")
+                return
+
+    def _end_unstarted(self, turn: _Turn, why: str) -> None:
+        finished = RunFinished(run_id=turn.run_id, status="cancelled", text="", error=why)
+        self._hub.emit(finished)
+        if not turn.future.done():
+            state = _RunState(RunContext(self, turn.run_id, turn.prompt or ""))
+            turn.future.set_result(_result(finished, state))
 
     def _start_next(self) -> None:
         if self._current is not None or not self._turns:
@@ -588,17 +626,7 @@ class Session:
             task.cancel()
             await asyncio.wait({task}, timeout=3.0)
         for turn in self._turns:
-            finished = RunFinished(
-                run_id=turn.run_id,
-                status="cancelled",
-                text="",
-                error="The session was closed before this turn ran.",
-            )
-            self._hub.emit(finished)
-            if not turn.future.done():
-                turn.future.set_result(
-                    _result(finished, _RunState(RunContext(self, turn.run_id, turn.prompt or "")))
-                )
+            self._end_unstarted(turn, "The session was closed before this turn ran.")
         self._turns.clear()
         self._mark_closed()
 
