@@ -9,8 +9,11 @@ the model's Markdown is rendered with raw HTML turned into text, only ``http``,
 
 from __future__ import annotations
 
+import base64
+import binascii
 import html
 import json
+import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,9 +38,27 @@ from .events import (
 )
 
 MimeBundle = dict[str, Any]
+DisplayItem = dict[str, str]
+"""One tool display as shown: ``{"kind": "image", "mime", "data", "alt"}`` (validated
+base64 PNG/JPEG) or ``{"kind": "text", "text"}``."""
 
 _SAFE_SCHEMES = ("http://", "https://", "mailto:")
 _CODE_KEYS = frozenset({"code", "source", "script", "command", "cmd", "sql", "query", "patch"})
+
+MAX_DISPLAYS = 8
+"""Tool displays shown per card; more are summed up in a note."""
+MAX_IMAGE_CHARS = 4_000_000
+"""Largest image shown (base64 characters, about 3 MB of image)."""
+MAX_CARD_IMAGE_CHARS = 8_000_000
+"""All images of one card together (base64 characters)."""
+MAX_DISPLAY_TEXT = 20_000
+"""Longest text/plain of one display."""
+MAX_PREVIEW_CHARS = 100_000
+"""Longest approval preview (a diff) shown."""
+
+_IMAGE_MIMES = ("image/png", "image/jpeg")
+_IMAGE_MAGIC = {"image/png": b"\x89PNG\r\n\x1a\n", "image/jpeg": b"\xff\xd8\xff"}
+_BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 
 
 # -- the model of a transcript --------------------------------------------------------------
@@ -79,6 +100,12 @@ class ToolCard:
     read_only: bool = False
     problem: str | None = None
     """Why the call could not run as sent (bad JSON, unknown tool)."""
+    preview: str | None = None
+    """What the call would change (a unified diff for ``write_file``), as the tool said."""
+    display: list[DisplayItem] = field(default_factory=list)
+    """What the tool displayed, checked and cut down (see :func:`display_items`)."""
+    display_note: str | None = None
+    """What was left out of ``display`` and why."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -94,6 +121,9 @@ class ToolCard:
             "truncated": self.truncated,
             "read_only": self.read_only,
             "problem": self.problem,
+            "preview": preview_lines(self.preview) if self.preview is not None else None,
+            "display": [dict(item) for item in self.display],
+            "display_note": self.display_note,
         }
 
 
@@ -108,10 +138,14 @@ class Transcript:
     and usage, ``None`` for events it ignores.
     """
 
-    def __init__(self, *, prompt: str = "", model: str = "", session: str = "") -> None:
+    def __init__(
+        self, *, prompt: str = "", model: str = "", session: str = "", context_tokens: int = 0
+    ) -> None:
         self.prompt = prompt
         self.model = model
         self.session = session
+        self.context_tokens = context_tokens
+        """About how many tokens the conversation sends with the run (0: not known)."""
         self.run_id: str | None = None
         self.blocks: list[Block] = []
         self.cards: dict[str, ToolCard] = {}
@@ -166,6 +200,7 @@ class Transcript:
             card = self._card(event.tool_call_id)
             card.status = "pending"
             card.read_only = event.read_only
+            card.preview = event.preview
             return "blocks"
         if isinstance(event, ApprovalDecided):
             card = self._card(event.tool_call_id)
@@ -186,6 +221,7 @@ class Transcript:
             card.result = event.result
             card.duration_s = event.duration_s
             card.truncated = event.truncated
+            card.display, card.display_note = display_items(event.display)
             return "blocks"
         if isinstance(event, Usage):
             self.prompt_tokens += event.prompt_tokens
@@ -256,9 +292,15 @@ class Transcript:
         if self.turns:
             parts.append(f"{self.turns} turn{'s' if self.turns != 1 else ''}")
         parts.append(f"{self.total_tokens:,} tokens")
+        if self.context_tokens > 0:
+            parts.append(self.context_note())
         parts.append(format_cost(self.cost_usd, self.cost_known))
         parts.append(f"{self.elapsed():.1f} s")
         return " · ".join(parts)
+
+    def context_note(self) -> str:
+        """``context ~1,234 tokens``, or empty when the size is not known."""
+        return f"context ~{self.context_tokens:,} tokens" if self.context_tokens > 0 else ""
 
     def status_json(self) -> dict[str, Any]:
         return {
@@ -270,6 +312,7 @@ class Transcript:
             "session": self.session,
             "turns": self.turns,
             "tokens": self.total_tokens,
+            "context_tokens": max(0, self.context_tokens),
             "cost": format_cost(self.cost_usd, self.cost_known),
             "elapsed_s": round(self.elapsed(), 3),
             "finished": self.finished_at is not None,
@@ -294,6 +337,8 @@ class Transcript:
 
     def to_markdown(self) -> str:
         out = [f"**agent** · `{_code_span(self.model)}` · session `{_code_span(self.session)}`"]
+        if self.context_tokens > 0:
+            out[0] += " · " + markdown_escape(self.context_note())
         for block in self.blocks:
             if isinstance(block, TextBlock):
                 if block.text:
@@ -307,6 +352,8 @@ class Transcript:
 
     def to_plain(self) -> str:
         out = [f"agent · {self.model} · session {self.session}"]
+        if self.context_tokens > 0:
+            out[0] += " · " + self.context_note()
         for block in self.blocks:
             if isinstance(block, TextBlock):
                 if block.text:
@@ -435,6 +482,114 @@ def format_cost(cost: float, known: bool) -> str:
     return text if known else f"≥ {text}"
 
 
+# -- approval previews and tool displays ----------------------------------------------------
+
+
+def _is_diff(text: str) -> bool:
+    lines = text.splitlines()
+    return any(line.startswith("@@ ") for line in lines) or (
+        len(lines) > 1 and lines[0].startswith("--- ") and lines[1].startswith("+++ ")
+    )
+
+
+def preview_lines(text: str) -> list[list[str]]:
+    """An approval preview as ``[kind, line]`` pairs, ``kind`` one of ``add``, ``del``,
+    ``hunk``, ``meta`` (file headers) or ``ctx``; a preview that is no diff is all ``ctx``.
+    Lines are text: the views colour them by kind and never parse them."""
+    if len(text) > MAX_PREVIEW_CHARS:
+        cut = len(text) - MAX_PREVIEW_CHARS
+        text = text[:MAX_PREVIEW_CHARS] + f"\n[… {cut:,} characters of the preview not shown]"
+    lines = text.splitlines()
+    if not _is_diff(text):
+        return [["ctx", line] for line in lines]
+    out: list[list[str]] = []
+    header = True  # before the first hunk of a file
+    for i, line in enumerate(lines):
+        following = lines[i + 1] if i + 1 < len(lines) else ""
+        if line.startswith("--- ") and following.startswith("+++ "):
+            kind, header = "meta", True
+        elif header and line.startswith(("+++ ", "diff ", "index ", "new file", "deleted file")):
+            kind = "meta"
+        elif line.startswith("@@"):
+            kind, header = "hunk", False
+        elif line.startswith("+") and not header:
+            kind = "add"
+        elif line.startswith("-") and not header:
+            kind = "del"
+        else:
+            kind = "meta" if header else "ctx"
+        out.append([kind, line])
+    return out
+
+
+def _image_data(mime: str, value: Any) -> str | None:
+    """``value`` as clean base64 if it is a PNG/JPEG in base64 (or raw bytes), else None."""
+    if isinstance(value, bytes):
+        if value.startswith(_IMAGE_MAGIC[mime]):
+            return base64.b64encode(value).decode("ascii")
+        try:
+            value = value.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+    if not isinstance(value, str):
+        return None
+    data = value.replace("\n", "").replace("\r", "")
+    if len(data) % 4 or not _BASE64.fullmatch(data):
+        return None
+    try:
+        head = base64.b64decode(data[:16], validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return data if head.startswith(_IMAGE_MAGIC[mime]) else None
+
+
+def _cut_text(text: str) -> str:
+    if len(text) <= MAX_DISPLAY_TEXT:
+        return text
+    return text[:MAX_DISPLAY_TEXT] + f"\n[… {len(text) - MAX_DISPLAY_TEXT:,} characters not shown]"
+
+
+def display_items(bundles: Sequence[object]) -> tuple[list[DisplayItem], str | None]:
+    """What to show of a tool's MIME bundles, and a note on what was left out.
+
+    Only PNG and JPEG images are shown as images, after checking that the payload is
+    base64 of such an image; everything else (HTML, SVG, JSON, …) shows its
+    ``text/plain``. Nothing a tool displays is ever used as markup.
+    """
+    items: list[DisplayItem] = []
+    notes: list[str] = []
+    image_budget = MAX_CARD_IMAGE_CHARS
+    for bundle in list(bundles)[:MAX_DISPLAYS]:
+        if not isinstance(bundle, Mapping):
+            continue
+        plain = bundle.get("text/plain")
+        alt = plain if isinstance(plain, str) else ""
+        shown = False
+        for mime in _IMAGE_MIMES:
+            if mime not in bundle:
+                continue
+            data = _image_data(mime, bundle[mime])
+            if data is None:
+                notes.append(f"an {mime} output that is not a valid {mime} was not shown")
+            elif len(data) > min(MAX_IMAGE_CHARS, image_budget):
+                notes.append(f"an image of {len(data) * 3 // 4 / 1e6:.1f} MB is too large to show")
+            else:
+                image_budget -= len(data)
+                items.append({"kind": "image", "mime": mime, "data": data, "alt": alt[:200]})
+                shown = True
+            break
+        if shown:
+            continue
+        if isinstance(plain, str):
+            items.append({"kind": "text", "text": _cut_text(plain)})
+        else:
+            kinds = ", ".join(sorted(str(k) for k in bundle)) or "empty"
+            items.append({"kind": "text", "text": f"[output not shown: {kinds}]"})
+    if len(bundles) > MAX_DISPLAYS:
+        notes.append(f"{len(bundles) - MAX_DISPLAYS} more outputs not shown")
+    return items, "; ".join(notes) or None
+
+
 # -- tool cards ------------------------------------------------------------------------------
 
 
@@ -491,6 +646,8 @@ def _card_html(card: ToolCard) -> str:
         out.append(f"<pre><code>{_e(card.arguments_json)}</code></pre>")
     if card.problem:
         out.append(f"<div><i>{_e(card.problem)}</i></div>")
+    if card.preview is not None:
+        out.append(_preview_html(card))
     if card.status == "denied" and card.decision:
         out.append(f"<div><b>Denied:</b> {_e(card.decision)}</div>")
     if card.result is not None and card.status != "denied":
@@ -499,6 +656,63 @@ def _card_html(card: ToolCard) -> str:
             f"<details open><summary>result{cut}</summary>"
             f"<pre style='white-space:pre-wrap'>{_e(card.result)}</pre></details>"
         )
+    if card.display or card.display_note:
+        out.append(_display_html(card))
+    out.append("</div>")
+    return "".join(out)
+
+
+_DIFF_STYLE = {
+    "add": "color:#116329;background:#dafbe1",
+    "del": "color:#82071e;background:#ffebe9",
+    "hunk": "color:#0550ae",
+    "meta": "color:#57606a;font-weight:bold",
+}
+
+
+def _preview_html(card: ToolCard) -> str:
+    """The changes a call would make: escaped lines, coloured by kind via classes."""
+    lines = []
+    for kind, line in preview_lines(card.preview or ""):
+        style = _DIFF_STYLE.get(kind)
+        lines.append(
+            f'<span class="nbagent-diff-{kind}" style="{style}">{_e(line)}</span>'
+            if style
+            else _e(line)
+        )
+    is_open = " open" if card.status in ("proposed", "pending") else ""
+    return (
+        f'<details class="nbagent-changes"{is_open}><summary>changes</summary>'
+        "<pre class=\"nbagent-diff\" style='white-space:pre-wrap'>"
+        + "\n".join(lines)
+        + "</pre></details>"
+    )
+
+
+def _is_image(item: DisplayItem) -> bool:
+    """An image item (checked again here: a card's items may have been set by hand)."""
+    return (
+        item.get("kind") == "image"
+        and item.get("mime") in _IMAGE_MIMES
+        and _BASE64.fullmatch(item.get("data", "")) is not None
+    )
+
+
+def _display_html(card: ToolCard) -> str:
+    out = ['<div class="nbagent-displays">']
+    for item in card.display:
+        if _is_image(item):
+            out.append(
+                f'<img class="nbagent-display" src="data:{item["mime"]};base64,{item["data"]}" '
+                f'alt="{_e(item.get("alt", ""))}" style="max-width:100%">'
+            )
+        else:
+            out.append(
+                "<pre class=\"nbagent-display\" style='white-space:pre-wrap'>"
+                f"{_e(item.get('text', item.get('alt', '')))}</pre>"
+            )
+    if card.display_note:
+        out.append(f"<div><i>{_e(card.display_note)}</i></div>")
     out.append("</div>")
     return "".join(out)
 
@@ -518,10 +732,21 @@ def _card_markdown(card: ToolCard) -> str:
         lines.append(_fence(card.arguments_json, "json"))
     if card.problem:
         lines.append(f"*{markdown_escape(card.problem)}*")
+    if card.preview is not None:
+        lang = "diff" if _is_diff(card.preview) else ""
+        shown = "\n".join(line for _, line in preview_lines(card.preview))
+        lines.append("changes:\n\n" + _fence(shown, lang))
     if card.status == "denied" and card.decision:
         lines.append(f"**Denied:** {markdown_escape(card.decision)}")
     if card.result is not None and card.status != "denied":
         lines.append("result:\n\n" + _fence(card.result))
+    for item in card.display:
+        if _is_image(item):
+            lines.append(f"![output](data:{item['mime']};base64,{item['data']})")
+        else:
+            lines.append(_fence(item.get("text", item.get("alt", "")), "text"))
+    if card.display_note:
+        lines.append(f"*{markdown_escape(card.display_note)}*")
     return "\n\n".join(lines)
 
 
@@ -537,17 +762,29 @@ def _card_plain(card: ToolCard) -> str:
         lines.append(f"  arguments: {card.arguments_json}")
     if card.problem:
         lines.append(f"  problem: {card.problem}")
+    if card.preview is not None:
+        shown = "\n".join("    " + line for _, line in preview_lines(card.preview))
+        lines.append("  changes:\n" + shown if shown else "  changes: (none)")
     if card.status == "denied" and card.decision:
         lines.append(f"  Denied: {card.decision}")
     if card.result is not None and card.status != "denied":
         lines.append("  result: " + card.result.replace("\n", "\n          "))
+    for item in card.display:
+        if _is_image(item):
+            text = f"[{item['mime']}] {item.get('alt', '')}".rstrip()
+        else:
+            text = item.get("text", "")
+        lines.append("  output: " + text.replace("\n", "\n          "))
+    if card.display_note:
+        lines.append(f"  ({card.display_note})")
     return "\n".join(lines)
 
 
 def _header_html(t: Transcript) -> str:
+    context = f" · {_e(t.context_note())}" if t.context_tokens > 0 else ""
     return (
         '<div class="nbagent-header" style="color:#666;font-size:90%"><b>agent</b> · '
-        f"<code>{_e(t.model)}</code> · session <code>{_e(t.session)}</code></div>"
+        f"<code>{_e(t.model)}</code> · session <code>{_e(t.session)}</code>{context}</div>"
     )
 
 
