@@ -11,11 +11,15 @@
  * @typedef {{kind: "tool", id: string, name: string,
  *   arguments: Array<[string, "code" | "json", string]>, arguments_json: string,
  *   status: string, decision: string | null, result: string | null,
- *   duration_s: number, truncated: boolean, read_only: boolean, problem: string | null}} ToolBlock
+ *   duration_s: number, truncated: boolean, read_only: boolean, problem: string | null,
+ *   preview: Array<[string, string]> | null, display: DisplayItem[],
+ *   display_note: string | null}} ToolBlock
+ * @typedef {{kind: "image", mime: string, ref: string, alt?: string}
+ *   | {kind: "text", text: string}} DisplayItem
  * @typedef {TextBlock | ToolBlock} Block
  * @typedef {{state: string, status: string | null, error: string | null, notices: string[],
  *   model: string, session: string, turns: number, tokens: number, cost: string,
- *   elapsed_s: number, finished: boolean}} Status
+ *   elapsed_s: number, finished: boolean, context_tokens?: number}} Status
  * @typedef {{type: "delta", seq: number, block: number, text: string}
  *   | {type: "ack", request: number, ok: boolean, error?: string}} Incoming
  * @typedef {{get(name: string): any, on(event: string, cb: Function): void,
@@ -24,6 +28,10 @@
 
 const REQUEST_TIMEOUT_MS = 10000;
 const SAFE_URL = /^(https?:|mailto:)/i;
+// Tool images: only PNG/JPEG, only plain base64 (checked in the kernel too).
+const IMAGE_MIMES = new Set(["image/png", "image/jpeg"]);
+const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
+const DIFF_KINDS = new Set(["add", "del", "hunk", "meta", "ctx"]);
 
 const CSS = `
 .nbagent-view { font-family: var(--jp-ui-font-family, sans-serif); font-size: var(--jp-content-font-size1, 14px);
@@ -44,6 +52,11 @@ const CSS = `
 .nbagent-view button { cursor: pointer; padding: 2px 10px; }
 .nbagent-view .nb-notice { color: var(--jp-error-color1, #c62828); font-weight: bold; margin: 4px 0; }
 .nbagent-view .nb-muted { color: var(--jp-content-font-color2, #666); }
+.nbagent-view .nb-diff-add { color: #116329; background: #dafbe1; }
+.nbagent-view .nb-diff-del { color: #82071e; background: #ffebe9; }
+.nbagent-view .nb-diff-hunk { color: #0550ae; }
+.nbagent-view .nb-diff-meta { color: var(--jp-content-font-color2, #57606a); font-weight: bold; }
+.nbagent-view .nb-display-image { display: block; max-width: 100%; margin: 4px 0; }
 `;
 
 /**
@@ -185,6 +198,12 @@ function render({ model, el }) {
   const deciding = new Set();
   /** @type {Set<number>} */
   const dirty = new Set();
+  /** Image nodes by media key, kept across re-renders so each image decodes once.
+   * @type {Map<string, HTMLImageElement>} */
+  const images = new Map();
+  /** "Changes" sections the user opened or closed, by call id.
+   * @type {Map<string, boolean>} */
+  const changesOpen = new Map();
   let frame = 0;
 
   /**
@@ -238,6 +257,7 @@ function render({ model, el }) {
       node.append(h("pre", "", card.arguments_json));
     }
     if (card.problem) node.append(h("div", "nb-muted", card.problem));
+    if (card.preview) node.append(changesNode(card));
     if (card.decision) node.append(h("div", "nb-muted", card.decision));
     if (card.status === "pending") {
       const buttons = h("div", "nb-buttons");
@@ -263,7 +283,54 @@ function render({ model, el }) {
       details.append(h("summary", "", card.truncated ? "result (truncated)" : "result"), h("pre", "", card.result));
       node.append(details);
     }
+    if ((card.display ?? []).length || card.display_note) node.append(displayNode(card));
     return node;
+  }
+
+  /**
+   * What the call would change: preformatted lines, coloured by kind (text only).
+   * Open while the call waits for a decision, closed afterwards unless the user says.
+   * @param {ToolBlock} card
+   * @returns {HTMLElement}
+   */
+  function changesNode(card) {
+    const details = /** @type {HTMLDetailsElement} */ (h("details", "nb-changes"));
+    details.open = changesOpen.get(card.id) ?? (card.status === "pending" || card.status === "proposed");
+    details.addEventListener("toggle", () => changesOpen.set(card.id, details.open));
+    const pre = h("pre", "nb-diff");
+    for (const [kind, line] of card.preview ?? []) {
+      pre.append(h("span", DIFF_KINDS.has(kind) ? `nb-diff-${kind}` : "", line), "\n");
+    }
+    details.append(h("summary", "", "changes"), pre);
+    return details;
+  }
+
+  /**
+   * What the tool displayed: checked PNG/JPEG images from `media`, else text.
+   * @param {ToolBlock} card
+   * @returns {HTMLElement}
+   */
+  function displayNode(card) {
+    const box = h("div", "nb-displays");
+    /** @type {Record<string, {mime: string, data: string}>} */
+    const media = model.get("media") ?? {};
+    for (const item of card.display ?? []) {
+      if (item.kind === "image") {
+        const entry = media[item.ref];
+        if (entry && IMAGE_MIMES.has(entry.mime) && BASE64.test(entry.data)) {
+          let img = images.get(item.ref);
+          if (!img) {
+            img = /** @type {HTMLImageElement} */ (h("img", "nb-display-image"));
+            img.alt = item.alt ?? "";
+            img.src = `data:${entry.mime};base64,${entry.data}`;
+            images.set(item.ref, img);
+          }
+          box.append(img);
+        } else box.append(h("pre", "nb-display", item.alt || "[image]"));
+      } else box.append(h("pre", "nb-display", item.text ?? ""));
+    }
+    if (card.display_note) box.append(h("div", "nb-muted", card.display_note));
+    return box;
   }
 
   /** @param {ToolBlock} card */
@@ -346,7 +413,8 @@ function render({ model, el }) {
     const s = model.get("status") ?? {};
     const elapsed = (s.elapsed_s ?? 0) + (s.finished ? 0 : (Date.now() - receivedAt) / 1000);
     const state = (s.status ?? s.state ?? "").replace(/_/g, " ");
-    statusText.textContent = `${state} · ${elapsed.toFixed(1)} s · ${(s.tokens ?? 0).toLocaleString()} tokens · ${s.cost ?? ""} · ${s.model ?? ""}`;
+    const context = s.context_tokens ? ` · context ~${s.context_tokens.toLocaleString("en-US")} tokens` : "";
+    statusText.textContent = `${state} · ${elapsed.toFixed(1)} s · ${(s.tokens ?? 0).toLocaleString()} tokens${context} · ${s.cost ?? ""} · ${s.model ?? ""}`;
   }
 
   stop.addEventListener("click", () => {
@@ -358,6 +426,7 @@ function render({ model, el }) {
   });
 
   model.on("change:blocks", renderBlocks);
+  model.on("change:media", renderBlocks);
   model.on("change:status", renderStatus);
   model.on("msg:custom", onMessage);
   renderBlocks();
@@ -368,6 +437,7 @@ function render({ model, el }) {
     window.clearInterval(timer);
     if (frame) window.cancelAnimationFrame(frame);
     model.off("change:blocks", renderBlocks);
+    model.off("change:media", renderBlocks);
     model.off("change:status", renderStatus);
     model.off("msg:custom", onMessage);
     for (const { timer: t } of waiting.values()) window.clearTimeout(t);

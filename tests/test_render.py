@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
+import base64
+import re
 from html.parser import HTMLParser
+from typing import Any
 
 import mistune
 import pytest
 
-from nbagent import Session
+from nbagent import Session, render
 from nbagent._cell import AgentResult
-from nbagent.render import Table, Transcript, markdown_html, markdown_safe, render_history
+from nbagent.events import (
+    ApprovalDecided,
+    ApprovalRequested,
+    ToolCall,
+    ToolCallProposed,
+    ToolFinished,
+)
+from nbagent.render import (
+    Table,
+    ToolCard,
+    Transcript,
+    markdown_html,
+    markdown_safe,
+    render_history,
+)
 from nbagent.testing import ScriptedModel, call, say, use_tools
+from nbagent.tools import ToolOutput, function_tool
+from nbagent.widget import AgentView
 
 PAYLOADS = [
     "<script>alert(1)</script>",
@@ -169,3 +188,274 @@ def test_tables_and_history_escape_their_content() -> None:
     assert not active(history["text/html"])
     assert not active(permissive(history["text/markdown"]))
     assert "f({&quot;a&quot;: &quot;&lt;i&gt;&quot;})" in history["text/html"]
+
+
+# -- approval previews and tool displays ----------------------------------------------------
+
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII="
+JPEG = base64.b64encode(b"\xff\xd8\xff\xe0" + bytes(60)).decode()
+DIFF = (
+    "--- a/<b>notes</b>.md\n+++ b/<b>notes</b>.md\n@@ -1,2 +1,2 @@\n"
+    " keep <i>me</i>\n-<script>alert(1)</script>\n+<img src=x onerror=alert(1)>\n"
+)
+SAFE_IMG = re.compile(r"img src=data:image/(png|jpeg);base64,[A-Za-z0-9+/]+={0,2}")
+
+
+def inert(found: list[str]) -> list[str]:
+    """What ``active`` found, less the checked data-URI images the transcript may show."""
+    return [f for f in found if f != "img" and not SAFE_IMG.fullmatch(f)]
+
+
+def tool_events(
+    *, preview: str | None = None, display: tuple[dict[str, Any], ...] = (), finish: bool = True
+) -> Transcript:
+    transcript = Transcript(model="m", session="s")
+    arguments = {"path": "notes.md", "content": "keep\nnew"}
+    transcript.add(
+        ToolCallProposed(
+            run_id="r",
+            call=ToolCall(id="c1", name="write_file", arguments=arguments, arguments_json="{}"),
+        )
+    )
+    transcript.add(
+        ApprovalRequested(
+            run_id="r",
+            tool_call_id="c1",
+            name="write_file",
+            arguments=arguments,
+            read_only=False,
+            preview=preview,
+        )
+    )
+    if finish:
+        transcript.add(
+            ApprovalDecided(
+                run_id="r",
+                tool_call_id="c1",
+                name="write_file",
+                approved=True,
+                scope="call",
+                decided_by="user",
+            )
+        )
+        transcript.add(
+            ToolFinished(
+                run_id="r",
+                tool_call_id="c1",
+                name="write_file",
+                status="ok",
+                result="wrote it",
+                duration_s=0.1,
+                display=display,
+            )
+        )
+    return transcript
+
+
+def test_a_diff_preview_is_escaped_and_coloured_line_by_line() -> None:
+    waiting = tool_events(preview=DIFF, finish=False)
+    html = waiting.to_html()
+    # open while the call waits for approval
+    assert '<details class="nbagent-changes" open><summary>changes</summary>' in html
+    assert (
+        '<span class="nbagent-diff-del" style="color:#82071e;background:#ffebe9">'
+        "-&lt;script&gt;alert(1)&lt;/script&gt;</span>"
+    ) in html
+    assert '<span class="nbagent-diff-add"' in html and "+&lt;img src=x onerror=" in html
+    assert '<span class="nbagent-diff-hunk"' in html
+    assert '<span class="nbagent-diff-meta"' in html and "--- a/&lt;b&gt;notes" in html
+    assert "\n keep &lt;i&gt;me&lt;/i&gt;\n" in html  # context lines stay plain text
+    assert "<script>" not in html and not active(html)
+    assert waiting.blocks[0].to_json()["preview"][3:6] == [
+        ["ctx", " keep <i>me</i>"],
+        ["del", "-<script>alert(1)</script>"],
+        ["add", "+<img src=x onerror=alert(1)>"],
+    ]
+
+    done = tool_events(preview=DIFF)
+    html = done.to_html()
+    assert '<details class="nbagent-changes"><summary>changes</summary>' in html  # kept, closed
+    md = done.to_markdown()
+    assert "changes:\n\n```diff\n--- a/<b>notes</b>.md" in md
+    assert not active(permissive(md))
+    plain = done.to_plain()
+    assert "  changes:\n    --- a/<b>notes</b>.md" in plain
+    assert "    -<script>alert(1)</script>" in plain
+
+
+def test_a_preview_that_is_no_diff_is_plain_text() -> None:
+    transcript = tool_events(preview="+1 -1 would be coloured in a diff\n(no change)")
+    assert "nbagent-diff-add" not in transcript.to_html()
+    assert transcript.blocks[0].to_json()["preview"][0][0] == "ctx"
+    assert "```\n+1 -1 would be" in transcript.to_markdown()
+
+
+def test_png_and_jpeg_displays_show_as_data_uri_images() -> None:
+    transcript = tool_events(
+        display=(
+            {"image/png": PNG, "text/plain": "<Figure size 640x480 with 1 Axes>"},
+            {"image/jpeg": JPEG, "text/plain": "photo"},
+        )
+    )
+    html, md, plain = transcript.to_html(), transcript.to_markdown(), transcript.to_plain()
+    assert f'<img class="nbagent-display" src="data:image/png;base64,{PNG}" ' in html
+    assert 'alt="&lt;Figure size 640x480 with 1 Axes&gt;"' in html
+    assert f'src="data:image/jpeg;base64,{JPEG}"' in html
+    assert f"![output](data:image/png;base64,{PNG})" in md
+    assert f"![output](data:image/jpeg;base64,{JPEG})" in md
+    assert "  output: [image/png] <Figure size 640x480 with 1 Axes>" in plain
+    assert not inert(active(html)) and not inert(active(permissive(md)))
+    # the transcript's images come after the result
+    assert html.index("wrote it") < html.index("<img")
+
+
+MALICIOUS_DISPLAYS: list[dict[str, Any]] = [
+    {"image/png": 'x" onerror="alert(1)', "text/plain": "<img src=x onerror=alert(1)>"},
+    {"image/png": "javascript:alert(1)"},
+    {"image/png": PNG + '" onload="alert(1)'},
+    {"image/jpeg": PNG},  # a PNG claiming to be a JPEG
+    {"image/png": base64.b64encode(b"<svg onload=alert(1)>").decode()},  # base64, not a PNG
+    {"image/png": {"nested": "<script>alert(1)</script>"}},
+    {"image/svg+xml": "<svg onload='alert(1)'><script>alert(1)</script></svg>"},
+    {"image/svg+xml": "<svg onload='alert(1)'/>", "text/plain": "<Figure svg>"},
+    {"text/html": "<script>alert(1)</script><b>table</b>", "text/plain": "   a\n0  1"},
+    {"text/html": "<img src=x onerror=alert(1)>"},
+    {"text/plain": "<script>alert(1)</script> ```\n<img src=x onerror=alert(1)>"},
+    {"text/markdown": "[x](javascript:alert(1))", "application/javascript": "alert(1)"},
+]
+
+
+@pytest.mark.parametrize("bundle", MALICIOUS_DISPLAYS)
+def test_tool_displays_cannot_run_anything(bundle: dict[str, Any]) -> None:
+    transcript = tool_events(display=(bundle,))
+    html, md, plain = transcript.to_html(), transcript.to_markdown(), transcript.to_plain()
+    assert not active(html), html
+    assert not active(permissive(md)), md
+    assert "data:" not in html and "data:" not in md
+    card = transcript.blocks[0].to_json()
+    assert [item["kind"] for item in card["display"]] == ["text"]
+    text = card["display"][0]["text"]
+    if isinstance(bundle.get("text/plain"), str):
+        assert text == bundle["text/plain"]  # its text/plain, as text
+        assert text.splitlines()[0] in plain
+    else:
+        assert text.startswith("[output not shown: ")
+    if "image/png" in bundle or "image/jpeg" in bundle:
+        assert card["display_note"] and "not a valid" in card["display_note"]
+
+
+def test_a_dataframe_shows_its_text_table_and_svg_its_text() -> None:
+    transcript = tool_events(
+        display=(
+            {"text/html": "<table><tr><td>1</td></tr></table>", "text/plain": "   a\n0  1"},
+            {"image/svg+xml": "<svg/>", "text/plain": "<Figure size 1x1>"},
+        )
+    )
+    html = transcript.to_html()
+    assert "<table><tr><td>1" not in html and "<svg" not in html
+    assert "<pre class=\"nbagent-display\" style='white-space:pre-wrap'>   a\n0  1</pre>" in html
+    assert "&lt;Figure size 1x1&gt;" in html
+    assert "```text\n   a\n0  1\n```" in transcript.to_markdown()
+
+
+def test_displays_are_kept_to_a_sane_size() -> None:
+    many = tuple({"text/plain": f"output {i}"} for i in range(12))
+    card = tool_events(display=many).blocks[0]
+    assert isinstance(card, ToolCard)
+    assert len(card.display) == render.MAX_DISPLAYS
+    assert card.display_note == "4 more outputs not shown"
+    assert "4 more outputs not shown" in tool_events(display=many).to_plain()
+
+    big = "iVBORw0KGgo" + "A" * (render.MAX_IMAGE_CHARS + 1)
+    big = big[: len(big) // 4 * 4]
+    card = tool_events(display=({"image/png": big, "text/plain": "huge"},)).blocks[0]
+    assert isinstance(card, ToolCard)
+    assert card.display == [{"kind": "text", "text": "huge"}]
+    assert card.display_note and "too large to show" in card.display_note
+
+    long_text = "x" * (render.MAX_DISPLAY_TEXT + 10)
+    card = tool_events(display=({"text/plain": long_text},)).blocks[0]
+    assert isinstance(card, ToolCard)
+    assert card.display[0]["text"].endswith("[… 10 characters not shown]")
+
+
+def test_the_context_size_shows_in_the_status_line_and_the_header() -> None:
+    transcript = Transcript(model="m", session="s", context_tokens=1234)
+    assert "context ~1,234 tokens" in transcript.status_line()
+    assert transcript.status_json()["context_tokens"] == 1234
+    bundle = transcript.mimebundle()
+    for text in bundle.values():
+        assert text.count("context ~1,234 tokens") + text.count("context \\~1,234 tokens") == 2
+    assert "context" not in Transcript(model="m", session="s").to_plain()
+
+
+async def test_a_session_tool_preview_and_display_reach_the_transcript() -> None:
+    def plot(title: str) -> ToolOutput:
+        """Plot something."""
+        return ToolOutput(text="plotted", display=({"image/png": PNG, "text/plain": title},))
+
+    tool = function_tool(plot)
+    tool.preview = lambda arguments: f"--- a/x\n+++ b/x\n@@ -1 +1 @@\n-old\n+{arguments['title']}"
+    session = Session(
+        ScriptedModel([use_tools(call("plot", {"title": "<b>t</b>"})), say("ok")]), tools=[tool]
+    )
+    transcript = Transcript(model="scripted", session="s")
+    async for event in session.run("go"):
+        transcript.add(event)
+        if event.kind == "approval_requested":
+            assert transcript.blocks[-1].to_json()["preview"][-1] == ["add", "+<b>t</b>"]
+            session.approve(event.tool_call_id)
+    await session.aclose()
+    card = transcript.cards[next(iter(transcript.cards))]
+    assert card.display == [{"kind": "image", "mime": "image/png", "data": PNG, "alt": "<b>t</b>"}]
+    assert f"data:image/png;base64,{PNG}" in transcript.to_html()
+
+
+def test_the_live_view_gets_previews_and_sends_images_once() -> None:
+    transcript = tool_events(preview=DIFF, finish=False)
+    view = AgentView(transcript)
+    try:
+        card = view.blocks[0]
+        assert card["preview"][4] == ["del", "-<script>alert(1)</script>"]
+        assert card["display"] == [] and view.media == {}
+        for event in (
+            ApprovalDecided(
+                run_id="r",
+                tool_call_id="c1",
+                name="write_file",
+                approved=True,
+                scope="call",
+                decided_by="user",
+            ),
+            ToolFinished(
+                run_id="r",
+                tool_call_id="c1",
+                name="write_file",
+                status="ok",
+                result="done",
+                duration_s=0.1,
+                display=(
+                    {"image/png": PNG, "text/plain": "<Figure>"},
+                    {"text/html": "<script>alert(1)</script>", "text/plain": "table"},
+                    {"image/png": 'x" onerror="alert(1)', "text/plain": "bad"},
+                ),
+            ),
+        ):
+            view.feed(event)
+        card = view.blocks[0]
+        assert card["display"] == [
+            {"kind": "image", "mime": "image/png", "alt": "<Figure>", "ref": "c1/0"},
+            {"kind": "text", "text": "table"},
+            {"kind": "text", "text": "bad"},
+        ]
+        assert "not a valid image/png" in card["display_note"]
+        assert view.media == {"c1/0": {"mime": "image/png", "data": PNG}}
+        assert card["preview"] is not None  # kept after the decision
+        # later syncs carry the key, not the image; the media trait is not re-sent
+        media = view.media
+        view._sync_all()
+        assert view.media is media and "data" not in view.blocks[0]["display"][0]
+        # the transcript itself is untouched by the view's bookkeeping
+        assert transcript.blocks[0].to_json()["display"][0]["data"] == PNG
+    finally:
+        view.close()

@@ -3,8 +3,10 @@
 Streamed text is coalesced and sent as small custom messages (``{"type": "delta"}``)
 every ``flush_interval`` seconds; the whole state (``blocks``: text blocks and tool cards)
 is synced as a trait when a card changes, about once a second while text streams, and
-at the end. The buttons in the page send ``{"type": "decide" | "stop", "request": n}``;
-the view calls the callbacks it was given and answers each request with an ``ack``.
+at the end. Images a tool displayed go in ``media`` (synced once, when they arrive);
+the cards refer to them by key, so the frequent ``blocks`` syncs stay small. The buttons
+in the page send ``{"type": "decide" | "stop", "request": n}``; the view calls the
+callbacks it was given and answers each request with an ``ack``.
 It imports the events and the transcript model only, never the session.
 """
 
@@ -46,6 +48,8 @@ class AgentView(anywidget.AnyWidget):
     """The last delta message whose text ``blocks`` already contains."""
     status = traitlets.Dict().tag(sync=True)
     """State, model, tokens, cost, elapsed time, notices."""
+    media = traitlets.Dict().tag(sync=True)
+    """Images tools displayed, ``{key: {"mime", "data"}}``; cards hold the keys."""
 
     def __init__(
         self,
@@ -69,6 +73,7 @@ class AgentView(anywidget.AnyWidget):
         self._timer: asyncio.TimerHandle | None = None
         self._last_text_sync = time.monotonic()
         self._text_dirty = False
+        self._media: dict[str, dict[str, str]] = {}
         self.messages_sent = 0
         """Custom messages sent (for tests and benchmarks)."""
         self.on_msg(self._on_page_msg)
@@ -139,10 +144,31 @@ class AgentView(anywidget.AnyWidget):
             self._pending.clear()
         self._last_text_sync = time.monotonic()
         self._text_dirty = False
+        blocks = [block.to_json() for block in self.transcript.blocks]
+        media_changed = self._move_media(blocks)
         with self.hold_sync():
-            self.blocks = [block.to_json() for block in self.transcript.blocks]
+            if media_changed:
+                self.media = dict(self._media)
+            self.blocks = blocks
             self.synced_seq = self._seq
             self.status = self.transcript.status_json()
+
+    def _move_media(self, blocks: list[dict[str, Any]]) -> bool:
+        """Replace image data in ``blocks`` by keys into ``media``; True if media grew."""
+        grew = False
+        for block in blocks:
+            if block.get("kind") != "tool":
+                continue
+            for i, item in enumerate(block.get("display") or ()):
+                if item.get("kind") != "image":
+                    continue
+                key = f"{block['id']}/{i}"
+                data = item.pop("data", "")
+                if key not in self._media:
+                    self._media[key] = {"mime": item.get("mime", ""), "data": data}
+                    grew = True
+                item["ref"] = key
+        return grew
 
     def finish(self) -> None:
         """Send the final state (the run ended)."""
