@@ -30,6 +30,29 @@ def server() -> Iterator[ScriptedServer]:
         yield running
 
 
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII="
+
+SAVE = r"""
+from nbagent.tools import ToolOutput, function_tool
+
+def _save(path: str, content: str) -> ToolOutput:
+    "Save a file and show what it holds."
+    return ToolOutput(
+        text="saved",
+        display=(
+            {"image/png": "PNG_DATA", "text/plain": "<Figure size 1x1>"},
+            {"text/html": "<script>alert(1)</script>", "text/plain": "   a\n0  1"},
+        ),
+    )
+
+def _diff(a):
+    return f"--- a/{a['path']}\n+++ b/{a['path']}\n@@ -0,0 +1 @@\n+{a['content']}"
+
+save = function_tool(_save, name="save")
+save.preview = _diff
+""".replace("PNG_DATA", PNG)
+
+
 def agent_cell(server: ScriptedServer, prompt: str, options: str = "") -> str:
     return f"%%agent --api-base {server.url} {options}\n{prompt}"
 
@@ -162,3 +185,51 @@ def test_background_runs_in_two_sessions_do_not_cross(
         assert other not in bundle["text/plain"]
     out = front.evaluate("sorted(get_ipython().find_magic('agent').__self__.notebook.sessions)")
     assert "bg1" in out and "bg2" in out
+
+
+def test_the_live_view_gets_the_preview_and_the_displayed_image(
+    front: Frontend, server: ScriptedServer
+) -> None:
+    front.run(SAVE)
+    server.add(
+        use_tools(call("save", {"path": "n.md", "content": "<b>hi</b>"})),
+        say("Saved."),
+    )
+    msg_id = front.execute(agent_cell(server, "save it", "-s s5 --tools save"))
+    view = front.wait_for("the live view", lambda: front.views(msg_id))[0]
+    card = front.wait_for("a card waiting for approval", lambda: front.pending_card(view))
+    assert card["preview"] == [
+        ["meta", "--- a/n.md"],
+        ["meta", "+++ b/n.md"],
+        ["hunk", "@@ -0,0 +1 @@"],
+        ["add", "+<b>hi</b>"],
+    ]
+    request = front.send_custom(view, {"type": "decide", "id": card["id"], "action": "approve"})
+    assert front.ack(view, request)["ok"] is True
+    assert front.reply(msg_id)["content"]["status"] == "ok"
+
+    state = front.state[view]
+    done = next(b for b in state["blocks"] if b.get("kind") == "tool")
+    assert done["status"] == "ok" and done["preview"] == card["preview"]
+    ref = f"{card['id']}/0"
+    assert done["display"] == [
+        {"kind": "image", "mime": "image/png", "alt": "<Figure size 1x1>", "ref": ref},
+        {"kind": "text", "text": "   a\n0  1"},
+    ]
+    assert state["media"] == {ref: {"mime": "image/png", "data": PNG}}
+    # the image went to the page in one state update, not with every blocks sync
+    updates = [
+        m["content"]["data"]["state"]
+        for m in front.for_cell(msg_id)
+        if m["msg_type"] == "comm_msg"
+        and m["content"]["comm_id"] == view
+        and m["content"]["data"].get("method") == "update"
+    ]
+    assert sum("media" in u for u in updates) == 1
+    assert all(PNG not in str(u.get("blocks", "")) for u in updates)
+
+    final = front.final_bundle(msg_id)
+    assert f'src="data:image/png;base64,{PNG}"' in final["text/html"]
+    assert "<script>alert(1)</script>" not in final["text/html"]
+    assert '<span class="nbagent-diff-add"' in final["text/html"]
+    assert f"![output](data:image/png;base64,{PNG})" in final["text/markdown"]
