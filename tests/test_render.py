@@ -283,6 +283,20 @@ def test_a_diff_preview_is_escaped_and_coloured_line_by_line() -> None:
     assert "    -<script>alert(1)</script>" in plain
 
 
+def test_code_arguments_show_as_code_blocks() -> None:
+    transcript = Transcript()
+    transcript.add(
+        ToolCallProposed(
+            run_id="r",
+            call=ToolCall(
+                id="c", name="run_python", arguments={"code": "df.plot()"}, arguments_json="{}"
+            ),
+        )
+    )
+    assert transcript.blocks[0].to_json()["arguments"] == [["code", "code", "df.plot()"]]
+    assert "<pre style='margin:0'><code>df.plot()</code></pre>" in transcript.to_html()
+
+
 def test_a_preview_that_is_no_diff_is_plain_text() -> None:
     transcript = tool_events(preview="+1 -1 would be coloured in a diff\n(no change)")
     assert "nbagent-diff-add" not in transcript.to_html()
@@ -307,6 +321,11 @@ def test_png_and_jpeg_displays_show_as_data_uri_images() -> None:
     assert not inert(active(html)) and not inert(active(permissive(md)))
     # the transcript's images come after the result
     assert html.index("wrote it") < html.index("<img")
+    # raw image bytes are taken too; whitespace in base64 (as in nbformat) is dropped
+    raw = tool_events(display=({"image/png": base64.b64decode(PNG)},)).blocks[0]
+    wrapped = tool_events(display=({"image/png": PNG[:40] + "\n" + PNG[40:]},)).blocks[0]
+    assert isinstance(raw, ToolCard) and isinstance(wrapped, ToolCard)
+    assert raw.display[0]["data"] == wrapped.display[0]["data"] == PNG
 
 
 MALICIOUS_DISPLAYS: list[dict[str, Any]] = [
