@@ -115,9 +115,9 @@ def build_server(name: str = "nbagent-test") -> MCPServer[Any]:
         return os.getpid()
 
     @server.tool()
-    def hang(seconds: float = 3600) -> str:
+    async def hang(seconds: float = 3600) -> str:
         """Block the whole server (no answers, no cancellation) for some seconds."""
-        time.sleep(seconds)
+        time.sleep(seconds)  # noqa: ASYNC251 - blocks the event loop, as a wedged server does
         return "woke up"
 
     return server

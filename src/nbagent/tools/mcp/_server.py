@@ -312,7 +312,7 @@ class McpServer:
             # A server that hangs in its handshake is killed at the deadline, so its
             # teardown is immediate instead of waiting out the SDK's grace periods.
             timer = asyncio.get_running_loop().call_later(
-                self.config.startup_timeout, self._startup_deadline, ready
+                self.config.startup_timeout, self._startup_deadline, ready, spawned
             )
             async with Client(
                 transport,
@@ -456,8 +456,10 @@ class McpServer:
 
     # -- faults ---------------------------------------------------------------------------
 
-    def _startup_deadline(self, ready: asyncio.Future[None]) -> None:
+    def _startup_deadline(self, ready: asyncio.Future[None], spawned: list[Any]) -> None:
         if not ready.done():
+            if spawned and self._process is None:
+                self._process = spawned[0]
             self._fail(f"did not answer the MCP handshake within {self.config.startup_timeout:g} s")
             self._kill()
 
