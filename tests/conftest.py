@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Session logs of every test (and of the kernels tests start) go to a scratch folder.
+os.environ["NBAGENT_HOME"] = tempfile.mkdtemp(prefix="nbagent-tests-")
 
 from collections.abc import Awaitable, Callable, Iterator
 

@@ -20,6 +20,8 @@ from .events import ApprovalRequested, RunFinished
 from .model import LiteLLMModel, import_litellm
 from .render import MimeBundle, Transcript
 from .session import RunHandle, RunResult, Session, ToolCallRecord, UsageTotals
+from .store import SessionRecorder
+from .tools import Tool
 from .widget import Action, AgentView
 
 RunMode = Literal["wait", "background", "headless"]
@@ -100,7 +102,8 @@ class AgentResult:
 
 
 class Notebook:
-    """The named sessions of one kernel and the tasks of runs that outlive their cell."""
+    """The named sessions of one kernel, their logs, and the tasks of runs that outlive
+    their cell."""
 
     def __init__(self) -> None:
         self.sessions: dict[str, Session] = {}
@@ -108,6 +111,17 @@ class Notebook:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.results: dict[str, AgentResult] = {}
         """The latest result of each session."""
+        self.recorders: dict[str, SessionRecorder] = {}
+        """The log writer of each persisted session."""
+        self.fresh: set[str] = set()
+        """Sessions that ``%agent new`` restarts: their log rewinds to empty when opened."""
+        self.builtin_tools: dict[str, Tool] = {}
+        """The notebook tool group, made on first use."""
+
+    def running(self) -> list[str]:
+        """Names of the sessions with a turn running or waiting for approval."""
+        busy = ("running", "awaiting_approval", "cancelling")
+        return [name for name, s in self.sessions.items() if s.state.value in busy]
 
     def own(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro, name=name)
@@ -119,6 +133,9 @@ class Notebook:
         """Drop a session: stop its run and close it (in the background when a loop runs)."""
         session = self.sessions.pop(name, None)
         self.results.pop(name, None)
+        recorder = self.recorders.pop(name, None)
+        if recorder is not None:
+            recorder.close_now()  # the log is free at once (a new session may open it)
         if session is None:
             return
         try:
@@ -148,18 +165,29 @@ class CellRun:
         fail_on_error: bool = True,
         flush_interval: float = 0.04,
         text_sync_interval: float = 1.0,
+        shown_prompt: str | None = None,
+        tag: str | None = None,
+        resume: bool = False,
     ) -> None:
         self.notebook = notebook
         self.name = name
         self.session = session
         self.prompt = prompt
+        """What the model receives (``{name}`` summaries and context included)."""
+        self.tag = tag
+        self.resume = resume
         self.mode = mode
         self.fail_on_error = fail_on_error
-        self.transcript = Transcript(prompt=prompt, model=session.model.name, session=name)
+        self.transcript = Transcript(
+            prompt=prompt if shown_prompt is None else shown_prompt,
+            model=session.model.name,
+            session=name,
+        )
         if mode == "headless":
             self.transcript.decider = "the headless run"
         self.view: AgentView | None = None
         self.handle: Any = None
+        self.handle_run: RunHandle | None = None
         self.flush_interval = flush_interval
         self.text_sync_interval = text_sync_interval
 
@@ -179,7 +207,10 @@ class CellRun:
             return
         if transcript.started_at is None:
             raise RuntimeError("this run has not started yet: it waits for the session's run")
-        self.session.cancel()
+        if self.handle_run is not None:
+            self.handle_run.cancel()
+        else:
+            self.session.cancel()
 
     # -- the run --------------------------------------------------------------------------
 
@@ -203,11 +234,21 @@ class CellRun:
             await asyncio.to_thread(import_litellm)
         events = self.session.subscribe()
         try:
-            run = self.session.submit(self.prompt)
+            if self.resume:
+                resumed = self.session.resume(tag=self.tag)
+                if resumed is None:
+                    events.close()
+                    self._close_view()
+                    print(f"session {self.name!r} has nothing to resume: it is up to date")
+                    return None
+                run = resumed
+            else:
+                run = self.session.submit(self.prompt, tag=self.tag)
         except BaseException:
             events.close()
             self._close_view()
             raise
+        self.handle_run = run
         pump = self.notebook.own(
             self._pump(events, run), f"nbagent-cell-{self.name}-{run.run_id[:8]}"
         )

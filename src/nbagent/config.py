@@ -77,6 +77,24 @@ class NBAgent(Configurable):
         True,
         help="In headless runs (nbclient, nbval, papermill) a failed run fails the cell.",
     ).tag(config=True)
+    persist = Bool(
+        True,
+        help="Keep each session in a log beside the notebook, so it survives kernel restarts.",
+    ).tag(config=True)
+    store_dir = Unicode(
+        None,
+        allow_none=True,
+        help="Folder for session logs (one subfolder per notebook). Env: NBAGENT_HOME; "
+        "default: .nbagent/ beside the notebook.",
+    ).tag(config=True)
+    max_running = Int(4, help="How many sessions may run at the same time in this kernel.").tag(
+        config=True
+    )
+    titles = Bool(
+        True,
+        help="After the first exchange of an interactive session, ask the model for a short "
+        "title (in the background; never in headless runs).",
+    ).tag(config=True)
 
 
 @dataclass(frozen=True)
@@ -92,6 +110,10 @@ class Settings:
     flush_interval: float
     text_sync_interval: float
     fail_headless: bool
+    persist: bool
+    store_dir: str | None
+    max_running: int
+    titles: bool
 
 
 def _pick(config: NBAgent | None, name: str) -> Any:
@@ -120,4 +142,8 @@ def resolve(config: NBAgent | None = None) -> Settings:
         flush_interval=float(defaults.flush_interval),
         text_sync_interval=float(defaults.text_sync_interval),
         fail_headless=bool(defaults.fail_headless),
+        persist=bool(defaults.persist),
+        store_dir=defaults.store_dir,
+        max_running=int(defaults.max_running),
+        titles=bool(defaults.titles),
     )

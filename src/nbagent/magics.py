@@ -8,8 +8,12 @@ autoawait then drives the run on the kernel's own loop. The run itself lives in
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
+import shlex
+import sys
+import time
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, cast
 
@@ -19,11 +23,21 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 
 from . import config
 from .approval import APPROVAL_MODES, ApprovalMode
-from .errors import ToolDefinitionError
+from .errors import IllegalTransitionError, SessionLockedError, StoreError, ToolDefinitionError
 from .model import LiteLLMModel
 from .render import Table, format_cost, render_history
 from .session import Session, SessionState
+from .store import (
+    SessionStore,
+    compact,
+    default_store_root,
+    restore_session,
+    rewind_before_tag,
+    rewind_to_seq,
+    undo,
+)
 from .tools import REGISTRY, Tool, function_tool
+from .tools.notebook import NOTEBOOK_TOOL_NAMES, expand_variables, notebook_tools, recent_cells
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -42,26 +56,64 @@ HELP = """\
   --max-turns N          model requests allowed in this run
   --mode MODE            auto | wait | background (env NBAGENT_MODE)
   --system TEXT          system prompt of the session
+  --context cells        add the recent notebook cells to the message
   --allow-errors         in headless runs, do not fail the cell when the run fails
+  {name} in the message is replaced by a summary of the variable name ({{ }} escapes)
+  --tools notebook       run_python, list_variables, describe, read_file, list_files,
+                         write_file, notebook_cells (or name them one by one)
 
 %agent sessions          table of sessions: model, turns, state, tokens, cost
 %agent use NAME          make NAME the session of cells without --session
 %agent new [NAME]        start a fresh session (replacing one of that name)
 %agent history [NAME]    the conversation so far
 %agent stop [NAME]       stop the running turn
+%agent resume [NAME]     continue a turn the kernel lost (pending approvals come back)
+%agent undo [NAME]       drop the last turn (it stays in the log)
+%agent checkpoints [NAME]  the session's checkpoints: turn, time, reason, summary
+%agent fork NEW [--at CHECKPOINT]  a new session from the current one (or a checkpoint)
+%agent compact [NAME]    summarise older turns with the model (the log keeps them)
+%agent delete NAME [-y]  delete a session and its log (asks first)
+%agent code [all]        the code the agent ran (last run, or the whole session)
 %agent tools             tools registered and in use
 %agent doctor            check the model, the API key variable and the tools
 %agent help              this text
 
-Defaults: %config NBAgent.model = "..." (also approve, mode, api_base, max_turns, system).
+Defaults: %config NBAgent.model = "..." (also approve, mode, api_base, max_turns, system,
+persist, store_dir, max_running, titles). Sessions are saved in .nbagent/<notebook>/.
 """
 
 
+_AWAITED_LINE = re.compile(r"^get_ipython\(\)\.run_line_magic\('agent', '(resume|compact)\b")
+
+
 def await_agent_cells(lines: list[str]) -> list[str]:
-    """Input transformer: make a ``%%agent`` cell a top-level ``await`` of its run."""
+    """Input transformer: make a ``%%agent`` cell, and the ``%agent resume`` and
+    ``%agent compact`` lines, a top-level ``await`` of what they start."""
     if lines and lines[0].startswith(_CELL_CALL):
         return ["await " + lines[0], *lines[1:]]
-    return lines
+    return ["await " + line if _AWAITED_LINE.match(line) else line for line in lines]
+
+
+def notebook_path(shell: Any) -> str | None:
+    """The notebook's path when the frontend tells the kernel (JupyterLab, VS Code)."""
+    namespace = getattr(shell, "user_ns", {}) or {}
+    for key in ("__vsc_ipynb_file__", "__session__"):
+        value = namespace.get(key)
+        if isinstance(value, str) and value.endswith(".ipynb"):
+            return value
+    return None
+
+
+def cell_id(shell: Any) -> str | None:
+    """The id of the cell being run, when the frontend sends one (JupyterLab, nbclient)."""
+    kernel = getattr(shell, "kernel", None)
+    try:
+        parent = kernel.get_parent() if kernel is not None else None
+    except Exception:
+        return None
+    metadata = (parent or {}).get("metadata") or {}
+    value = metadata.get("cellId") or metadata.get("cell_id")
+    return str(value) if value else None
 
 
 def ipykernel_version() -> tuple[int, ...] | None:
@@ -116,6 +168,7 @@ class AgentMagics(Magics):  # type: ignore[misc]
     @argument("--max-turns", type=int, help="model requests allowed per run")
     @argument("--mode", choices=config.MODES, help="auto, wait or background")
     @argument("--system", help="system prompt")
+    @argument("--context", choices=["cells"], help="add recent notebook cells to the message")
     @argument("--allow-errors", action="store_true", help="headless: do not fail the cell")
     @line_cell_magic
     def agent(self, line: str, cell: str | None = None) -> Any:
@@ -141,19 +194,60 @@ class AgentMagics(Magics):  # type: ignore[misc]
         name = args.session or self.notebook.current
         session = self._session_for(name, args, settings)
         mode = pick_mode(args.mode or settings.mode, self.shell)
+        self._check_capacity(name, settings)
+        tag = cell_id(self.shell)
+        self._prepare_log(name, session, tag, settings, mode)
+        namespace = self.shell.user_ns if self.shell is not None else {}
+        message, added = expand_variables(prompt, namespace)
+        if args.context == "cells":
+            context = recent_cells(self.shell)
+            message += f"\n\nContext: the notebook cells run so far.\n```python\n{context}\n```"
+            added += len(context)
         from ._cell import CellRun
 
         run = CellRun(
             self.notebook,
             name,
             session,
-            prompt,
+            message,
             mode=mode,
             fail_on_error=settings.fail_headless and not args.allow_errors,
             flush_interval=settings.flush_interval,
             text_sync_interval=settings.text_sync_interval,
+            shown_prompt=prompt,
+            tag=tag,
         )
+        if hasattr(run.transcript, "context_tokens"):
+            run.transcript.context_tokens = added // 4
         return run.start()
+
+    def _check_capacity(self, name: str, settings: config.Settings) -> None:
+        busy = [n for n in self.notebook.running() if n != name]
+        if len(busy) >= settings.max_running:
+            raise UsageError(
+                f"{len(busy)} sessions are already running in this kernel ({', '.join(busy)}; "
+                f"limit {settings.max_running}, %config NBAgent.max_running): stop one with "
+                "%agent stop NAME or wait for it"
+            )
+
+    def _prepare_log(
+        self, name: str, session: Session, tag: str | None, settings: config.Settings, mode: str
+    ) -> None:
+        """Titles only where someone reads them; a re-run cell replaces its old turn."""
+        recorder = self.notebook.recorders.get(name)
+        if recorder is None:
+            return
+        recorder.titles = settings.titles and mode != "headless"
+        if tag is None or session.state is not SessionState.IDLE:
+            return
+        try:
+            rewind_before_tag(recorder, tag)
+        except (IllegalTransitionError, StoreError) as exc:
+            print(f"nbagent: the earlier turn of this cell stays ({exc})", file=sys.stderr)
+
+    def _store(self, settings: config.Settings) -> SessionStore:
+        root = default_store_root(notebook_path(self.shell), home=settings.store_dir)
+        return SessionStore(root)
 
     def _session_for(self, name: str, args: Any, settings: config.Settings) -> Session:
         tools = self._tools(args.tools) if args.tools else {}
@@ -162,14 +256,14 @@ class AgentMagics(Magics):  # type: ignore[misc]
             session = None
         api_base = args.api_base or settings.api_base
         if session is None:
-            session = Session(
-                args.model or settings.model,
-                tools=tools.values(),
-                approval=cast(ApprovalMode, args.approve or settings.approve),
-                system=args.system if args.system is not None else settings.system,
-                max_turns=args.max_turns or settings.max_turns,
-                api_base=api_base,
-            )
+            options: dict[str, Any] = {
+                "tools": tools.values(),
+                "approval": cast(ApprovalMode, args.approve or settings.approve),
+                "system": args.system if args.system is not None else settings.system,
+                "max_turns": args.max_turns or settings.max_turns,
+                "api_base": api_base,
+            }
+            session = self._open_session(name, args.model, settings, options)
             self.notebook.sessions[name] = session
             return session
         if args.model or args.api_base:
@@ -183,13 +277,48 @@ class AgentMagics(Magics):  # type: ignore[misc]
             session.system = args.system
         return session
 
+    def _open_session(
+        self, name: str, model: str | None, settings: config.Settings, options: dict[str, Any]
+    ) -> Session:
+        """The session from its log beside the notebook (or a new one); memory only when
+        persistence is off or the folder cannot be written."""
+        if settings.persist:
+            try:
+                session, recorder, _ = restore_session(
+                    self._store(settings), name, model=model, default_model=settings.model,
+                    **options,
+                )  # fmt: skip
+            except SessionLockedError as exc:
+                raise UsageError(str(exc)) from None
+            except StoreError as exc:
+                print(f"nbagent: session {name!r} is not saved: {exc}", file=sys.stderr)
+            else:
+                self.notebook.recorders[name] = recorder
+                if name in self.notebook.fresh:
+                    self.notebook.fresh.discard(name)
+                    if recorder.log.next_seq > 1:  # the old conversation stays in the log
+                        rewind_to_seq(recorder, 0, reason="new")
+                return session
+        return Session(model or settings.model, **options)
+
+    def _notebook_tools(self) -> dict[str, Tool]:
+        tools = self.notebook.builtin_tools
+        if not tools:
+            tools.update((t.name, t) for t in notebook_tools(self.shell))
+        return tools
+
     def _tools(self, spec: str) -> dict[str, Tool]:
         namespace = self.shell.user_ns if self.shell is not None else {}
         found: dict[str, Tool] = {}
         for name in (n.strip() for n in spec.split(",")):
             if not name:
                 continue
+            if name == "notebook":
+                found.update(self._notebook_tools())
+                continue
             item = namespace.get(name, REGISTRY.get(name))
+            if item is None and name in NOTEBOOK_TOOL_NAMES:
+                item = self._notebook_tools()[name]
             if item is None:
                 known = ", ".join(sorted(REGISTRY)) or "none"
                 raise UsageError(
@@ -206,7 +335,10 @@ class AgentMagics(Magics):  # type: ignore[misc]
     # -- line commands --------------------------------------------------------------------
 
     def _command(self, line: str) -> Any:
-        words = line.split()
+        try:
+            words = shlex.split(line)
+        except ValueError as exc:
+            raise UsageError(f"cannot read {line!r}: {exc}") from None
         if not words or words[0] in ("help", "-h", "--help"):
             print(HELP)
             return None
@@ -214,8 +346,10 @@ class AgentMagics(Magics):  # type: ignore[misc]
         handler = getattr(self, f"_cmd_{command}", None)
         if handler is None:
             raise UsageError(f"unknown %agent command {command!r}; try %agent help")
-        if len(rest) > 1:
-            raise UsageError(f"%agent {command} takes at most one argument")
+        try:
+            inspect.signature(handler).bind(*rest)
+        except TypeError:
+            raise UsageError(f"wrong arguments for %agent {command}; see %agent help") from None
         return handler(*rest)
 
     def _named(self, name: str | None) -> tuple[str, Session]:
@@ -228,9 +362,27 @@ class AgentMagics(Magics):  # type: ignore[misc]
 
     def _cmd_sessions(self) -> Table:
         nb = self.notebook
-        rows = [
+        titles: dict[str, str] = {}
+        rows: list[tuple[Any, ...]] = []
+        settings = config.resolve(self.settings)
+        store = self._store(settings) if settings.persist else None
+        if store is not None:
+            for saved in store.names():
+                try:
+                    summary = store.summary(saved)
+                except StoreError:
+                    continue
+                titles[saved] = summary.title or ""
+                if saved not in nb.sessions:
+                    rows.append((
+                        ("* " if saved == nb.current else "  ") + saved, summary.title or "",
+                        summary.model or "", summary.runs, "saved",
+                        f"{summary.total_tokens:,}", format_cost(summary.cost_usd, True),
+                    ))  # fmt: skip
+        live = [
             (
                 ("* " if name == nb.current else "  ") + name,
+                titles.get(name, ""),
                 s.model.name,
                 s.runs,
                 s.state.value,
@@ -239,7 +391,7 @@ class AgentMagics(Magics):  # type: ignore[misc]
             )
             for name, s in nb.sessions.items()
         ]
-        return Table(["name", "model", "turns", "state", "tokens", "cost"], rows)
+        return Table(["name", "title", "model", "turns", "state", "tokens", "cost"], live + rows)
 
     def _cmd_use(self, name: str | None = None) -> None:
         if not name:
@@ -255,19 +407,164 @@ class AgentMagics(Magics):  # type: ignore[misc]
                 n += 1
             name = f"session-{n}"
         nb.forget(name)
+        nb.fresh.add(name)
         nb.current = name
         print(f"new session {name!r}; cells without --session now use it")
 
     def _cmd_history(self, name: str | None = None) -> Any:
-        name, session = self._named(name)
+        name, session = self._loaded(name)
         return _Bundle(render_history(name, session.messages))
 
     def _cmd_stop(self, name: str | None = None) -> None:
-        name, session = self._named(name)
+        name, session = self._loaded(name)
         if session.state is not SessionState.CLOSED and session.cancel():
             print(f"stopping the run of session {name!r}")
         else:
             print(f"session {name!r} has no run to stop")
+
+    def _recorder(self, name: str | None, action: str) -> tuple[str, Session, Any]:
+        name, session = self._loaded(name)
+        recorder = self.notebook.recorders.get(name)
+        if recorder is None:
+            raise UsageError(
+                f"{action} needs the session's log; session {name!r} is not saved "
+                "(NBAgent.persist is off or its folder is not writable)"
+            )
+        if session.state is not SessionState.IDLE:
+            raise UsageError(f"session {name!r} is {session.state.value}: stop it first")
+        return name, session, recorder
+
+    def _loaded(self, name: str | None) -> tuple[str, Session]:
+        """A session in memory, opened from its log when needed."""
+        name = name or self.notebook.current
+        if name not in self.notebook.sessions:
+            settings = config.resolve(self.settings)
+            store = self._store(settings) if settings.persist else None
+            if store is None or not store.exists(name):
+                return self._named(name)
+            options = {
+                "approval": settings.approve,
+                "system": settings.system,
+                "max_turns": settings.max_turns,
+                "api_base": settings.api_base,
+            }
+            self.notebook.sessions[name] = self._open_session(name, None, settings, options)
+        return name, self.notebook.sessions[name]
+
+    def _cmd_resume(self, name: str | None = None) -> Coroutine[Any, Any, Any]:
+        name, session = self._loaded(name)
+        settings = config.resolve(self.settings)
+        mode = pick_mode(settings.mode, self.shell)
+        self._check_capacity(name, settings)
+        from ._cell import CellRun
+
+        run = CellRun(
+            self.notebook, name, session, "", mode=mode,
+            fail_on_error=settings.fail_headless, flush_interval=settings.flush_interval,
+            text_sync_interval=settings.text_sync_interval, shown_prompt="(resumed)",
+            resume=True,
+        )  # fmt: skip
+        return run.start()
+
+    def _cmd_undo(self, name: str | None = None) -> None:
+        name, session, recorder = self._recorder(name, "undo")
+        try:
+            undo(recorder)
+        except StoreError as exc:
+            raise UsageError(str(exc)) from None
+        print(f"dropped the last turn of session {name!r}; it has {session.runs} turn(s) now")
+
+    def _cmd_checkpoints(self, name: str | None = None) -> Table:
+        name, _ = self._loaded(name)
+        recorder = self.notebook.recorders.get(name)
+        if recorder is None:
+            raise UsageError(f"session {name!r} is not saved, so it has no checkpoints")
+        recorder.flush()
+        rows = [
+            (
+                c.id, c.turn, c.reason, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(c.at)),
+                c.summary[:60], "" if c.active else "old branch",
+            )
+            for c in recorder.log.checkpoints()
+        ]  # fmt: skip
+        return Table(["checkpoint", "turn", "reason", "time", "summary", "branch"], rows)
+
+    def _cmd_fork(self, new: str, *options: str) -> None:
+        at: str | None = None
+        if options:
+            if len(options) != 2 or options[0] != "--at":
+                raise UsageError("%agent fork NEW [--at CHECKPOINT]")
+            at = options[1]
+        source, _ = self._loaded(None)
+        recorder = self.notebook.recorders.get(source)
+        if recorder is None:
+            raise UsageError(f"session {source!r} is not saved, so it cannot be forked")
+        recorder.flush()
+        seq = None
+        if at is not None:
+            found = [c for c in recorder.log.checkpoints() if c.id == at]
+            if not found:
+                raise UsageError(f"no checkpoint {at!r}; see %agent checkpoints")
+            seq = found[0].seq
+        try:
+            recorder.log.store.fork(source, new, at_seq=seq).close()
+        except StoreError as exc:
+            raise UsageError(str(exc)) from None
+        self.notebook.current = new
+        where = f"checkpoint {at}" if at else "its latest checkpoint"
+        print(f"forked {source!r} at {where} into {new!r}; cells without --session use it now")
+
+    async def _cmd_compact(self, name: str | None = None) -> None:
+        name, session, recorder = self._recorder(name, "compact")
+        try:
+            await compact(recorder)
+        except StoreError as exc:
+            raise UsageError(str(exc)) from None
+        print(f"compacted session {name!r}: {len(session.messages)} messages now")
+
+    def _cmd_delete(self, name: str | None = None, *flags: str) -> None:
+        if not name:
+            raise UsageError("%agent delete NAME [-y]")
+        yes = any(f in ("-y", "--yes") for f in flags)
+        settings = config.resolve(self.settings)
+        if not yes:
+            kernel = getattr(self.shell, "kernel", None)
+            if kernel is None or not getattr(kernel, "_allow_stdin", False):
+                raise UsageError(
+                    f"%agent delete {name} -y: confirm with -y where nobody can answer"
+                )
+            answer = input(f"Delete session {name!r} and its log? [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                print("kept")
+                return
+        self.notebook.forget(name)
+        if settings.persist:
+            try:
+                self._store(settings).delete(name)
+            except StoreError as exc:
+                raise UsageError(str(exc)) from None
+        print(f"deleted session {name!r}")
+
+    def _cmd_code(self, which: str | None = None) -> None:
+        name, session = self._loaded(None)
+        if which not in (None, "all"):
+            raise UsageError("%agent code [all]")
+        if which == "all":
+            blocks = _code_from_messages(session.messages)
+        else:
+            result = self.notebook.results.get(name)
+            records = result.tool_calls if result is not None else ()
+            blocks = [
+                str(r.arguments.get("code", "")) for r in records
+                if r.name == "run_python" and r.status in ("ok", "error")
+            ]  # fmt: skip
+        if not blocks:
+            print("the agent ran no code" + (" in this session" if which else " in the last run"))
+            return
+        code = "\n\n".join(b.strip() for b in blocks if b.strip())
+        if self.shell is not None:
+            self.shell.set_next_input(code, replace=False)
+        print(code)
 
     def _cmd_tools(self) -> Table:
         rows: list[tuple[str, ...]] = []
@@ -346,6 +643,32 @@ class AgentMagics(Magics):  # type: ignore[misc]
         )
         rows.append(("api base", "ok", settings.api_base or "provider default"))
         return Table(["check", "result", "detail"], rows)
+
+
+def _code_from_messages(messages: list[dict[str, Any]]) -> list[str]:
+    """The code of every ``run_python`` call that ran, in order."""
+    import json
+
+    results = {
+        m.get("tool_call_id"): str(m.get("content", ""))
+        for m in messages
+        if m.get("role") == "tool"
+    }
+    blocks = []
+    for message in messages:
+        for raw in message.get("tool_calls") or ():
+            function = raw.get("function") or {}
+            if function.get("name") != "run_python":
+                continue
+            outcome = results.get(raw.get("id"), "")
+            if outcome.startswith(("The call was denied", "The tool call was cancelled")):
+                continue
+            try:
+                code = json.loads(function.get("arguments") or "{}").get("code", "")
+            except (ValueError, AttributeError):
+                continue
+            blocks.append(str(code))
+    return blocks
 
 
 class _Bundle:

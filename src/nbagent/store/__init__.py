@@ -38,16 +38,19 @@ __all__ = [
 
 
 def default_store_root(
-    notebook: str | None = None, cwd: str | os.PathLike[str] | None = None
+    notebook: str | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    home: str | None = None,
 ) -> Path:
     """Where a notebook's sessions live: ``.nbagent/<notebook name>/``.
 
-    The ``.nbagent`` folder is in ``$NBAGENT_HOME`` when set, else beside the notebook when
+    The folder is ``home`` (``%config NBAgent.store_dir``) or ``$NBAGENT_HOME`` when set,
+    else ``.nbagent`` beside the notebook when
     its absolute path is known (VS Code), else in the kernel's working directory (which is
     the notebook's folder in JupyterLab, whose ``__session__`` path is relative to the
     server root). One subfolder per notebook keeps two notebooks in a folder apart.
     """
-    home = os.environ.get("NBAGENT_HOME")
+    home = home or os.environ.get("NBAGENT_HOME")
     path = Path(notebook) if notebook else None
     if home:
         root = Path(home).expanduser()
@@ -63,6 +66,7 @@ def restore_session(
     name: str,
     *,
     model: str | Model | None = None,
+    default_model: str = DEFAULT_MODEL,
     titles: bool = False,
     **session_options: Any,
 ) -> tuple[Session, SessionRecorder, LogState]:
@@ -70,13 +74,14 @@ def restore_session(
 
     The conversation, usage and run count come back as they were; a run the kernel lost
     is ready to continue with ``session.resume()`` (pending approvals are asked again,
-    finished tool calls never run again). ``model`` defaults to the one the log used.
+    finished tool calls never run again). ``model`` defaults to the one the log used,
+    then to ``default_model``.
     """
     log = store.open(name)
     try:
         state = log.load()
         session = Session(
-            model or state.model or DEFAULT_MODEL,
+            model or state.model or default_model,
             session_id=state.session_id or None,
             messages=state.messages,
             **session_options,

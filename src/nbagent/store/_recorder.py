@@ -176,14 +176,22 @@ class SessionRecorder(Hooks):
             self.log.meta(title=title)
 
     async def aclose(self) -> None:
-        """Write what is left, stop the timer and the title job, release the log."""
+        """Stop the timer and the title job (bounded), write what is left, release the log."""
         for task in (self._ticker, self._title_task):
             if task is not None and not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await asyncio.wait_for(task, 2)
-        with contextlib.suppress(Exception):
-            self.flush(fsync=True)
+        self.close_now()
+
+    def close_now(self) -> None:
+        """Detach from the session and release the log at once (no waiting)."""
+        for task in (self._ticker, self._title_task):
+            if task is not None and not task.done():
+                task.cancel()
+        if not self.log.closed:
+            with contextlib.suppress(Exception):
+                self.flush(fsync=True)
         self._events.close()
         if self in self.session.hooks:
             self.session.hooks.remove(self)
