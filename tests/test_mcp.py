@@ -99,6 +99,20 @@ async def test_stdio_server_tools_are_namespaced_and_return_text_images_and_data
     assert status.pid is not None and alive(status.pid)
 
 
+async def test_images_reach_the_notebook_view_and_text_reaches_the_model(
+    manager: McpManager,
+) -> None:
+    add_test_server(manager)
+    found = await tools(manager, "mcp:t/image")
+    model = ScriptedModel([use_tools(call("mcp__t__image")), say("a pixel")])
+    async with Session(model, tools=found.values(), approval="all") as session:
+        events = await collect(session, "draw")
+    [done] = of_type(events, ToolFinished)
+    assert done.result.startswith("a 1x1 pixel\n[image image/png")
+    assert [sorted(bundle) for bundle in done.display] == [["image/png", "text/plain"]]
+    assert "iVBOR" not in done.result  # no base64 in the model's context
+
+
 async def test_server_hints_are_shown_but_only_the_users_config_makes_a_tool_read_only(
     manager: McpManager,
 ) -> None:
