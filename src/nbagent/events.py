@@ -61,6 +61,8 @@ class RunStarted:
     """An opaque label from the caller (the notebook passes the cell id)."""
     resumed: bool = False
     """True when the run continues an interrupted conversation (``prompt`` is empty)."""
+    tools: tuple[str, ...] = ()
+    """The names of the tools the run can call (a restored session finds them again)."""
     at: float = field(default_factory=_now)
     """Wall-clock time (seconds since the epoch)."""
     kind: Literal["run_started"] = "run_started"

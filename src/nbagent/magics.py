@@ -284,7 +284,7 @@ class AgentMagics(Magics):  # type: ignore[misc]
         persistence is off or the folder cannot be written."""
         if settings.persist:
             try:
-                session, recorder, _ = restore_session(
+                session, recorder, state = restore_session(
                     self._store(settings), name, model=model, default_model=settings.model,
                     **options,
                 )  # fmt: skip
@@ -294,12 +294,30 @@ class AgentMagics(Magics):  # type: ignore[misc]
                 print(f"nbagent: session {name!r} is not saved: {exc}", file=sys.stderr)
             else:
                 self.notebook.recorders[name] = recorder
+                self._find_tools(session, state.tools)
                 if name in self.notebook.fresh:
                     self.notebook.fresh.discard(name)
                     if recorder.log.next_seq > 1:  # the old conversation stays in the log
                         rewind_to_seq(recorder, 0, reason="new")
                 return session
         return Session(model or settings.model, **options)
+
+    def _find_tools(self, session: Session, names: tuple[str, ...]) -> None:
+        """Give a restored session back the tools it used, where the notebook has them."""
+        missing = []
+        for tool_name in names:
+            if tool_name in session.tools:
+                continue
+            try:
+                session.tools.update(self._tools(tool_name))
+            except UsageError:
+                missing.append(tool_name)
+        if missing:
+            print(
+                f"nbagent: the session used tools this kernel does not have yet: "
+                f"{', '.join(missing)} (define them, then pass --tools)",
+                file=sys.stderr,
+            )
 
     def _notebook_tools(self) -> dict[str, Tool]:
         tools = self.notebook.builtin_tools

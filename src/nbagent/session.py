@@ -643,6 +643,7 @@ class Session:
                 model=self.model.name,
                 tag=turn.tag,
                 resumed=turn.prompt is None,
+                tools=tuple(self.tools),
             )
         )
         if turn.prompt is not None:

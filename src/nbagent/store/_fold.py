@@ -75,6 +75,8 @@ class LogState:
     """Approvals that were waiting when the log ended (asked again on resume)."""
     interrupted_run: str | None = None
     """The run that never finished (the kernel stopped during it), if any."""
+    tools: tuple[str, ...] = ()
+    """The tool names of the latest run (tools are code: the notebook finds them again)."""
     run_starts: list[tuple[str | None, int]] = field(default_factory=list)
     """(tag, seq just before the run) for each run on the active chain, in order."""
     last_seq: int = -1
@@ -187,6 +189,7 @@ class Folder:
                 self._run_start = len(messages)
             self._run = event["run_id"]
             state.model = event.get("model", state.model)
+            state.tools = tuple(event.get("tools") or ())
             state.run_starts.append((event.get("tag"), self._previous_seq))
             if not event.get("resumed"):
                 messages.append({"role": "user", "content": event["prompt"]})

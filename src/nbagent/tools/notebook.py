@@ -64,6 +64,7 @@ async def execute_in_shell(shell: Any, code: str) -> ToolOutput:
                 result = await shell.run_cell_async(
                     code, store_history=False, silent=False, transformed_cell=transformed
                 )
+                _show_inline_figures()
             finally:
                 trap.hook = saved_hook
     finally:
@@ -77,6 +78,19 @@ async def execute_in_shell(shell: Any, code: str) -> ToolOutput:
         is_error=error is not None,
         display=bundles,
     )
+
+
+def _show_inline_figures() -> None:
+    """Show the figures the code drew, as a cell would with the inline backend (the
+    kernel only flushes them when the whole ``%%agent`` cell ends, outside the card)."""
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is None or "inline" not in str(pyplot.get_backend()):
+        return
+    from IPython.display import display
+
+    for number in pyplot.get_fignums():
+        display(pyplot.figure(number))
+    pyplot.close("all")
 
 
 def _tail(text: str, limit: int) -> str:
