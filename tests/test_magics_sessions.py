@@ -189,3 +189,27 @@ def test_the_log_holds_no_key(
     text = log_of(tmp_path).read_text()
     assert os.environ["OPENAI_API_KEY"] not in text
     assert all(json.loads(line)["schema"] == 1 for line in text.splitlines())
+
+
+def test_an_mcp_server_added_in_one_line_is_used_with_approval(
+    shell: InteractiveShell, server: ScriptedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    shell.run_line_magic(
+        "agent", f"mcp add demo -- {sys.executable} -m nbagent.testing.mcp_server --transport stdio"
+    )
+    assert "--tools mcp:demo" in capsys.readouterr().out
+    server.add(use_tools(call("mcp__demo__add", {"a": 20, "b": 22})), say("It is 42."))
+    result = run(
+        shell, f"%%agent --api-base {server.url} --tools mcp:demo/add --approve all\n20 + 22?"
+    )
+    assert [(c.name, c.status, c.result) for c in result.tool_calls] == [  # type: ignore[attr-defined]
+        ("mcp__demo__add", "ok", "42")
+    ]
+    table = shell.run_line_magic("agent", "mcp").to_plain()
+    assert "demo" in table and "ready" in table
+    run(shell, "%agent mcp stop demo")
+    assert "stopped" in shell.run_line_magic("agent", "mcp").to_plain()
+    with pytest.raises(UsageError, match="mcp add NAME"):
+        shell.run_line_magic("agent", "mcp add broken")

@@ -117,6 +117,8 @@ class Notebook:
         """Sessions that ``%agent new`` restarts: their log rewinds to empty when opened."""
         self.builtin_tools: dict[str, Tool] = {}
         """The notebook tool group, made on first use."""
+        self.mcp: Any = None
+        """The kernel's MCP servers (``nbagent.tools.mcp.McpManager``), made on first use."""
 
     def running(self) -> list[str]:
         """Names of the sessions with a turn running or waiting for approval."""

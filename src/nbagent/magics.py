@@ -61,6 +61,7 @@ HELP = """\
   {name} in the message is replaced by a summary of the variable name ({{ }} escapes)
   --tools notebook       run_python, list_variables, describe, read_file, list_files,
                          write_file, notebook_cells (or name them one by one)
+  --tools mcp:NAME       every tool of an MCP server (mcp:NAME/TOOL for one; globs work)
 
 %agent sessions          table of sessions: model, turns, state, tokens, cost
 %agent use NAME          make NAME the session of cells without --session
@@ -74,6 +75,9 @@ HELP = """\
 %agent compact [NAME]    summarise older turns with the model (the log keeps them)
 %agent delete NAME [-y]  delete a session and its log (asks first)
 %agent code [all]        the code the agent ran (last run, or the whole session)
+%agent mcp               MCP servers (mcp.json beside the notebook): state, tools, errors
+%agent mcp add NAME -- COMMAND ARGS...   or   %agent mcp add NAME --url URL
+%agent mcp start|stop|restart|remove NAME    %agent mcp reload
 %agent tools             tools registered and in use
 %agent doctor            check the model, the API key variable and the tools
 %agent help              this text
@@ -83,12 +87,14 @@ persist, store_dir, max_running, titles). Sessions are saved in .nbagent/<notebo
 """
 
 
-_AWAITED_LINE = re.compile(r"^get_ipython\(\)\.run_line_magic\('agent', '(resume|compact)\b")
+_AWAITED_LINE = re.compile(
+    r"^get_ipython\(\)\.run_line_magic\('agent', '(resume|compact|mcp (restart|stop|start))\b"
+)
 
 
 def await_agent_cells(lines: list[str]) -> list[str]:
-    """Input transformer: make a ``%%agent`` cell, and the ``%agent resume`` and
-    ``%agent compact`` lines, a top-level ``await`` of what they start."""
+    """Input transformer: make a ``%%agent`` cell, and the ``%agent resume``, ``compact``
+    and ``mcp restart|stop|start`` lines, a top-level ``await`` of what they start."""
     if lines and lines[0].startswith(_CELL_CALL):
         return ["await " + lines[0], *lines[1:]]
     return ["await " + line if _AWAITED_LINE.match(line) else line for line in lines]
@@ -217,9 +223,37 @@ class AgentMagics(Magics):  # type: ignore[misc]
             shown_prompt=prompt,
             tag=tag,
         )
-        if hasattr(run.transcript, "context_tokens"):
-            run.transcript.context_tokens = added // 4
+        run.transcript.context_tokens = added // 4
+        mcp_specs = [
+            t.strip() for t in (args.tools or "").split(",") if t.strip().startswith("mcp:")
+        ]
+        if mcp_specs:
+            return self._with_mcp(session, mcp_specs, run.start())
         return run.start()
+
+    def _mcp(self) -> Any:
+        """The kernel's MCP servers (``mcp.json`` beside the notebook), made on first use."""
+        if self.notebook.mcp is None:
+            from .errors import McpError
+            from .tools.mcp import McpManager
+
+            try:
+                self.notebook.mcp = McpManager(directory=os.getcwd())
+            except McpError as exc:
+                raise UsageError(str(exc)) from None
+        return self.notebook.mcp
+
+    async def _with_mcp(
+        self, session: Session, specs: list[str], start: Coroutine[Any, Any, AgentResult | None]
+    ) -> AgentResult | None:
+        from .errors import McpError
+
+        try:
+            session.tools.update(await self._mcp().resolve(specs))
+        except McpError as exc:
+            start.close()
+            raise UsageError(str(exc)) from None
+        return await start
 
     def _check_capacity(self, name: str, settings: config.Settings) -> None:
         busy = [n for n in self.notebook.running() if n != name]
@@ -334,6 +368,8 @@ class AgentMagics(Magics):  # type: ignore[misc]
             if name == "notebook":
                 found.update(self._notebook_tools())
                 continue
+            if name.startswith("mcp:"):
+                continue  # MCP servers start asynchronously, in the cell's run
             item = namespace.get(name, REGISTRY.get(name))
             if item is None and name in NOTEBOOK_TOOL_NAMES:
                 item = self._notebook_tools()[name]
@@ -584,6 +620,51 @@ class AgentMagics(Magics):  # type: ignore[misc]
             self.shell.set_next_input(code, replace=False)
         print(code)
 
+    def _cmd_mcp(self, *words: str) -> Any:
+        from .errors import McpError
+
+        manager = self._mcp()
+        action, rest = (words[0], list(words[1:])) if words else ("list", [])
+        try:
+            if action == "list":
+                rows = [
+                    (s.name, s.state.value if hasattr(s.state, "value") else str(s.state),
+                     s.reason or "", "" if s.tools is None else s.tools, s.last_error or "",
+                     s.target, s.source)
+                    for s in manager.status()
+                ]  # fmt: skip
+                return Table(["server", "state", "reason", "tools", "last error", "target",
+                              "source"], rows)  # fmt: skip
+            if action == "add":
+                return self._mcp_add(manager, rest)
+            if action in ("restart", "stop", "start") and len(rest) == 1:
+                return getattr(manager, action)(rest[0])
+            if action == "remove" and len(rest) == 1:
+                manager.remove(rest[0])
+                print(f"removed MCP server {rest[0]!r}")
+                return None
+            if action == "reload" and not rest:
+                names = manager.reload()
+                print(f"MCP servers from the config files: {', '.join(names) or 'none'}")
+                return None
+        except McpError as exc:
+            raise UsageError(str(exc)) from None
+        raise UsageError(
+            "%agent mcp [list] | add NAME -- COMMAND ARGS... | add NAME --url URL | "
+            "start|stop|restart|remove NAME | reload"
+        )
+
+    def _mcp_add(self, manager: Any, words: list[str]) -> None:
+        if len(words) >= 3 and words[1] == "--":
+            manager.add(words[0], command=words[2], args=words[3:])
+        elif len(words) == 3 and words[1] == "--url":
+            manager.add(words[0], url=words[2])
+        else:
+            raise UsageError(
+                "%agent mcp add NAME -- COMMAND ARGS...  or  %agent mcp add NAME --url URL"
+            )
+        print(f"added MCP server {words[0]!r}; use it with --tools mcp:{words[0]}")
+
     def _cmd_tools(self) -> Table:
         rows: list[tuple[str, ...]] = []
         used = {t: n for n, s in self.notebook.sessions.items() for t in s.tools}
@@ -720,5 +801,8 @@ def unload(shell: InteractiveShell) -> None:
     if isinstance(magics, AgentMagics) and magics._notebook is not None:
         for name in list(magics._notebook.sessions):
             magics._notebook.forget(name)
+        if magics._notebook.mcp is not None:
+            magics._notebook.mcp.close_now()
+            magics._notebook.mcp = None
     shell.magics_manager.magics["line"].pop("agent", None)
     shell.magics_manager.magics["cell"].pop("agent", None)
