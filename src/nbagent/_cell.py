@@ -19,6 +19,8 @@ from .errors import NbAgentError
 from .events import ApprovalRequested, RunFinished
 from .model import LiteLLMModel, import_litellm
 from .render import MimeBundle, Transcript
+from .replay import SCHEMA as RECORDING_SCHEMA
+from .replay import RecordBook, ReplayModel
 from .session import RunHandle, RunResult, Session, ToolCallRecord, UsageTotals
 from .store import SessionRecorder
 from .tools import Tool
@@ -55,10 +57,18 @@ class AgentResult:
     """The value of a ``%%agent`` cell: final text, tool calls, usage; displays as the
     static transcript."""
 
-    def __init__(self, run: RunResult, transcript: Transcript, session: str) -> None:
+    def __init__(
+        self,
+        run: RunResult,
+        transcript: Transcript,
+        session: str,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
         self.run = run
         self.transcript = transcript
         self.session = session
+        self.metadata = metadata or {}
+        """Output metadata: the recording of the run's model responses (for replay)."""
         self._shown_live = False
 
     @property
@@ -92,7 +102,7 @@ class AgentResult:
             return
         from IPython.display import display
 
-        display(self.transcript.mimebundle(), raw=True)
+        display(self.transcript.mimebundle(), raw=True, metadata=self.metadata)
 
     def __repr__(self) -> str:
         return (
@@ -117,6 +127,8 @@ class Notebook:
         """Sessions that ``%agent new`` restarts: their log rewinds to empty when opened."""
         self.builtin_tools: dict[str, Tool] = {}
         """The notebook tool group, made on first use."""
+        self.book: RecordBook | None = None
+        """The recordings of this notebook's agent cells, by request fingerprint."""
         self.mcp: Any = None
         """The kernel's MCP servers (``nbagent.tools.mcp.McpManager``), made on first use."""
 
@@ -190,6 +202,7 @@ class CellRun:
         self.view: AgentView | None = None
         self.handle: Any = None
         self.handle_run: RunHandle | None = None
+        self.metadata: dict[str, Any] = {}
         self.flush_interval = flush_interval
         self.text_sync_interval = text_sync_interval
 
@@ -234,6 +247,8 @@ class CellRun:
         if "litellm" not in sys.modules and isinstance(self.session.model, LiteLLMModel):
             # The first import takes ~2 s: do it off the loop so the page stays live.
             await asyncio.to_thread(import_litellm)
+        if isinstance(self.session.model, ReplayModel):
+            self.session.model.take_used()  # only this run's responses go in its output
         events = self.session.subscribe()
         try:
             if self.resume:
@@ -272,7 +287,7 @@ class CellRun:
             ) from None
         result: AgentResult = pump.result()
         if self.mode == "headless" and result.status == "failed" and self.fail_on_error:
-            display(result.transcript.mimebundle(), raw=True)
+            display(result.transcript.mimebundle(), raw=True, metadata=result.metadata)
             raise RunFailed(result.error or "the run failed")
         return result
 
@@ -296,18 +311,30 @@ class CellRun:
             outcome = await asyncio.wait_for(run.result(), 5.0)
         finally:
             self._finish()
-        result = AgentResult(outcome, self.transcript, self.name)
+        result = AgentResult(outcome, self.transcript, self.name, self.metadata)
         result._shown_live = self.handle is not None
         self.notebook.results[self.name] = result
         return result
 
     def _deny_headless(self, event: ApprovalRequested) -> None:
+        reason = f"{HEADLESS_DENIAL}; {event.note}" if event.note else HEADLESS_DENIAL
         with contextlib.suppress(NbAgentError):
-            self.session.deny(event.tool_call_id, reason=HEADLESS_DENIAL)
+            self.session.deny(event.tool_call_id, reason=reason)
 
     def _finish(self) -> None:
+        model = self.session.model
+        if isinstance(model, ReplayModel):
+            used = model.take_used()
+            if used:
+                self.metadata = {
+                    "nbagent": {
+                        "schema": RECORDING_SCHEMA,
+                        "session": self.name,
+                        "recording": [entry.to_json() for entry in used],
+                    }
+                }
         if self.handle is not None:
-            self.handle.update(self.transcript.mimebundle(), raw=True)
+            self.handle.update(self.transcript.mimebundle(), raw=True, metadata=self.metadata)
         self._close_view()
 
     def _close_view(self) -> None:

@@ -19,6 +19,7 @@ from traitlets import Bool, Enum, Float, Int, Unicode
 from traitlets.config import Configurable
 
 from .approval import APPROVAL_MODES, ApprovalMode
+from .replay import REPLAY_MODES, ReplayMode
 
 Mode = Literal["auto", "wait", "background"]
 """How a ``%%agent`` cell waits for its run (see ``NBAgent.mode``)."""
@@ -32,6 +33,8 @@ ENV = {
     "api_base": "NBAGENT_API_BASE",
     "approve": "NBAGENT_APPROVE",
     "mode": "NBAGENT_MODE",
+    "replay": "NBAGENT_REPLAY",
+    "trust": "NBAGENT_TRUST",
 }
 """Setting name → environment variable that supplies it when not configured."""
 
@@ -90,6 +93,20 @@ class NBAgent(Configurable):
     max_running = Int(4, help="How many sessions may run at the same time in this kernel.").tag(
         config=True
     )
+    replay = Enum(
+        list(REPLAY_MODES),
+        None,
+        allow_none=True,
+        help="auto (recorded requests replay, others go live and are recorded), replay "
+        "(recordings only), live (ignore them, record nothing), record (re-record). "
+        "Env: NBAGENT_REPLAY; default auto.",
+    ).tag(config=True)
+    trust = Bool(
+        None,
+        allow_none=True,
+        help="Let tool calls replayed from recordings made elsewhere run without asking "
+        "(side-effecting tools only; read-only ones always run). Env: NBAGENT_TRUST=1.",
+    ).tag(config=True)
     titles = Bool(
         True,
         help="After the first exchange of an interactive session, ask the model for a short "
@@ -114,6 +131,8 @@ class Settings:
     store_dir: str | None
     max_running: int
     titles: bool
+    replay: ReplayMode
+    trust: bool
 
 
 def _pick(config: NBAgent | None, name: str) -> Any:
@@ -131,6 +150,9 @@ def resolve(config: NBAgent | None = None) -> Settings:
     mode = _pick(config, "mode") or "auto"
     if mode not in MODES:
         raise SettingError(f"NBAGENT_MODE={mode!r} is not one of {', '.join(MODES)}")
+    replay = _pick(config, "replay") or "auto"
+    if replay not in REPLAY_MODES:
+        raise SettingError(f"NBAGENT_REPLAY={replay!r} is not one of {', '.join(REPLAY_MODES)}")
     defaults = config if config is not None else NBAgent()
     return Settings(
         model=_pick(config, "model") or DEFAULT_MODEL,
@@ -146,4 +168,12 @@ def resolve(config: NBAgent | None = None) -> Settings:
         store_dir=defaults.store_dir,
         max_running=int(defaults.max_running),
         titles=bool(defaults.titles),
+        replay=cast(ReplayMode, replay),
+        trust=_truthy(_pick(config, "trust")),
     )
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)

@@ -143,6 +143,8 @@ class ApprovalRequested:
     """Whether the tool declares that it has no side effects."""
     preview: str | None = None
     """What the call would change, when the tool can tell (a diff for ``write_file``)."""
+    note: str | None = None
+    """Why a person is asked although the policy would allow (an untrusted replay)."""
     kind: Literal["approval_requested"] = "approval_requested"
 
 

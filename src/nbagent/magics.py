@@ -15,6 +15,7 @@ import shlex
 import sys
 import time
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from IPython.core.error import UsageError
@@ -26,6 +27,7 @@ from .approval import APPROVAL_MODES, ApprovalMode
 from .errors import IllegalTransitionError, SessionLockedError, StoreError, ToolDefinitionError
 from .model import LiteLLMModel
 from .render import Table, format_cost, render_history
+from .replay import REPLAY_MODES, RecordBook, ReplayError, ReplayMode, ReplayModel
 from .session import Session, SessionState
 from .store import (
     SessionStore,
@@ -57,6 +59,9 @@ HELP = """\
   --mode MODE            auto | wait | background (env NBAGENT_MODE)
   --system TEXT          system prompt of the session
   --context cells        add the recent notebook cells to the message
+  --replay MODE          auto | replay | live | record: answer recorded requests from the
+                         notebook's recordings (env NBAGENT_REPLAY; NBAGENT_TRUST=1 lets
+                         replayed side-effecting tool calls run)
   --allow-errors         in headless runs, do not fail the cell when the run fails
   {name} in the message is replaced by a summary of the variable name ({{ }} escapes)
   --tools notebook       run_python, list_variables, describe, read_file, list_files,
@@ -98,6 +103,20 @@ def await_agent_cells(lines: list[str]) -> list[str]:
     if lines and lines[0].startswith(_CELL_CALL):
         return ["await " + lines[0], *lines[1:]]
     return ["await " + line if _AWAITED_LINE.match(line) else line for line in lines]
+
+
+def _recording_files(notebook: str | None) -> list[Path]:
+    """Where recordings come from: ``$NBAGENT_RECORDINGS``, else the notebook when the
+    kernel knows it, else every notebook in the working directory (nbclient and nbval do
+    not tell the kernel which notebook it runs)."""
+    listed = os.environ.get("NBAGENT_RECORDINGS")
+    if listed:
+        return [Path(p) for p in listed.split(os.pathsep) if p]
+    if notebook is not None:
+        path = Path(notebook)
+        candidates = [path, Path.cwd() / path.name]
+        return [next((p for p in candidates if p.is_file()), path)]
+    return sorted(Path.cwd().glob("*.ipynb"))
 
 
 def notebook_path(shell: Any) -> str | None:
@@ -175,6 +194,7 @@ class AgentMagics(Magics):  # type: ignore[misc]
     @argument("--mode", choices=config.MODES, help="auto, wait or background")
     @argument("--system", help="system prompt")
     @argument("--context", choices=["cells"], help="add recent notebook cells to the message")
+    @argument("--replay", choices=REPLAY_MODES, help="auto, replay, live or record")
     @argument("--allow-errors", action="store_true", help="headless: do not fail the cell")
     @line_cell_magic
     def agent(self, line: str, cell: str | None = None) -> Any:
@@ -198,8 +218,13 @@ class AgentMagics(Magics):  # type: ignore[misc]
         except config.SettingError as exc:
             raise UsageError(str(exc)) from None
         name = args.session or self.notebook.current
-        session = self._session_for(name, args, settings)
         mode = pick_mode(args.mode or settings.mode, self.shell)
+        if mode == "headless" and name not in self.notebook.sessions:
+            # A headless run executes the whole notebook: its conversation starts over, as
+            # after "Restart and run all" (the earlier turns stay in the log).
+            self.notebook.fresh.add(name)
+        session = self._session_for(name, args, settings)
+        self._replayable(session, args.replay or settings.replay, settings)
         self._check_capacity(name, settings)
         tag = cell_id(self.shell)
         self._prepare_log(name, session, tag, settings, mode)
@@ -254,6 +279,32 @@ class AgentMagics(Magics):  # type: ignore[misc]
             start.close()
             raise UsageError(str(exc)) from None
         return await start
+
+    def _replayable(self, session: Session, mode: ReplayMode, settings: config.Settings) -> None:
+        """Answer recorded requests from the notebook's recordings; record live ones."""
+        model = session.model
+        if not isinstance(model, ReplayModel):
+            model = ReplayModel(model, self._book(), mode, trust=settings.trust)
+            session.model = model
+        model.mode = mode
+        model.trust = settings.trust
+
+    def _book(self) -> RecordBook:
+        """The recordings of this notebook (read once, then grown by live runs)."""
+        nb = self.notebook
+        if nb.book is None:
+            book = RecordBook()
+            known = notebook_path(self.shell)
+            files = _recording_files(known)
+            for path in files:
+                try:
+                    book.load_notebook(path)
+                except ReplayError as exc:
+                    if known is not None or os.environ.get("NBAGENT_RECORDINGS"):
+                        raise UsageError(str(exc)) from None
+                    print(f"nbagent: recordings skipped: {exc}", file=sys.stderr)
+            nb.book = book
+        return nb.book
 
     def _check_capacity(self, name: str, settings: config.Settings) -> None:
         busy = [n for n in self.notebook.running() if n != name]

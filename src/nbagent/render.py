@@ -287,7 +287,10 @@ class Transcript:
         return max(0.0, end - self.started_at)
 
     def status_line(self) -> str:
-        """``completed · 2 turns · 1,234 tokens · $0.0012 · 3.4 s`` (plain text)."""
+        """``completed · 2 turns · 1,234 tokens · $0.0012`` (plain text).
+
+        The saved output holds no wall-clock time, so a replayed notebook reproduces it
+        exactly (nbval); the live view shows the elapsed time."""
         parts = [self.status or self.state.replace("_", " ")]
         if self.turns:
             parts.append(f"{self.turns} turn{'s' if self.turns != 1 else ''}")
@@ -295,7 +298,6 @@ class Transcript:
         if self.context_tokens > 0:
             parts.append(self.context_note())
         parts.append(format_cost(self.cost_usd, self.cost_known))
-        parts.append(f"{self.elapsed():.1f} s")
         return " · ".join(parts)
 
     def context_note(self) -> str:
@@ -616,9 +618,7 @@ def _card_summary(card: ToolCard) -> str:
     parts = [_STATUS_LABEL.get(card.status, card.status)]
     if card.decision and card.status != "denied":
         parts.append(card.decision)
-    if card.duration_s:
-        parts.append(f"{card.duration_s:.2f} s")
-    return " · ".join(parts)
+    return " · ".join(parts)  # no duration: saved outputs must replay identically
 
 
 def _card_html(card: ToolCard) -> str:

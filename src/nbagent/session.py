@@ -22,7 +22,7 @@ from typing import Any, Literal
 from ._fanout import EventHub, Subscription
 from ._history import repair_history
 from ._redact import redact
-from .approval import AllowRule, ApprovalMode, ApprovalPolicy
+from .approval import AllowRule, ApprovalMode, ApprovalPolicy, PolicyDecision
 from .errors import (
     AlreadyDecidedError,
     HookError,
@@ -286,9 +286,17 @@ class _RunState:
     usage: UsageTotals = field(default_factory=UsageTotals)
     records: list[ToolCallRecord] = field(default_factory=list)
     last_text: str = ""
+    untrusted: bool = False
+    """The last response was replayed from a recording this kernel did not make."""
+    refused_replay: str | None = None
+    """A replayed side-effecting call that was not allowed to run (the run stops)."""
 
 
 DEFAULT_MODEL = "openai/gpt-4o-mini"
+UNTRUSTED_REPLAY = (
+    "this call was replayed from a recording made elsewhere and is not read-only; trust the "
+    "recording with NBAGENT_TRUST=1 (or %config NBAgent.trust = True) to let it run"
+)
 CANCELLED_RESULT = "The tool call was cancelled before it finished: the user stopped the run."
 
 
@@ -666,6 +674,12 @@ class Session:
                 if not response.tool_calls:
                     break
                 await self._tool_turn(run, response.tool_calls)
+                if run.refused_replay is not None:
+                    # The recording goes on as if the call had run: replaying further
+                    # would be fiction, so the run stops here and says how to trust.
+                    status = "failed"
+                    error = f"The replay stopped at {run.refused_replay}: {UNTRUSTED_REPLAY}."
+                    break
             else:
                 status = "max_turns"
                 error = (
@@ -721,6 +735,7 @@ class Session:
             )
             request = edited or request
         acc = await self._stream(run, request)
+        run.untrusted = bool(getattr(self.model, "untrusted_replay", False))
         calls = acc.tool_calls()
         message = assistant_message(acc.text, calls)
         self._messages.append(message)
@@ -936,8 +951,13 @@ class Session:
         run_id = run.ctx.run_id
         emit = self._hub.emit
         verdict = self.policy.decide(tool, arguments)
+        note = None
+        if run.untrusted and not tool.read_only and verdict.verdict != "deny":
+            # Someone else's recording must not run side effects just because it replays.
+            verdict = PolicyDecision("ask", UNTRUSTED_REPLAY)
+            note = UNTRUSTED_REPLAY
         if verdict.verdict == "ask":
-            decision = await self._ask(run_id, call, tool)
+            decision = await self._ask(run_id, call, tool, note)
             approved, scope, reason = decision.approved, decision.scope, decision.reason
             emit(
                 ApprovalDecided(
@@ -964,6 +984,8 @@ class Session:
                 )
             )
         if not approved:
+            if note is not None:
+                run.refused_replay = call.name
             note = f" Reason: {reason}." if reason else ""
             return self._finish_call(
                 run,
@@ -997,7 +1019,9 @@ class Session:
             run, call, status, text, duration, results, tool.max_result_chars, display
         )
 
-    async def _ask(self, run_id: str, call: ToolCall, tool: Tool) -> _Decide:
+    async def _ask(
+        self, run_id: str, call: ToolCall, tool: Tool, note: str | None = None
+    ) -> _Decide:
         loop = asyncio.get_running_loop()
         request = ApprovalRequested(
             run_id=run_id,
@@ -1006,6 +1030,7 @@ class Session:
             arguments=call.arguments,
             read_only=tool.read_only,
             preview=_preview(tool, call.arguments),
+            note=note,
         )
         pending = _Pending(request, loop.create_future())
         self._pending[call.id] = pending

@@ -1,0 +1,342 @@
+"""Record and replay model responses, keyed by a fingerprint of the request.
+
+Every live model response is recorded with the fingerprint of the request that produced it
+(model, messages, tools and parameters, canonicalised: tool-call ids are numbered by order
+of appearance, JSON arguments are re-serialised with sorted keys). A request whose
+fingerprint was recorded is answered from the recording, instantly and offline.
+
+Recordings travel inside the notebook: each ``%%agent`` cell's output carries the entries
+its run used (``metadata["nbagent"]["recording"]``), and ``nbagent pack`` can put a whole
+session's entries in the notebook's metadata (``metadata["nbagent"]["recordings"]``).
+
+A request that was never recorded goes live in ``auto`` mode and fails in ``replay`` mode
+with an error that names the closest recording and the first message that differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import ModelError
+from .model import (
+    FinishChunk,
+    Model,
+    ModelChunk,
+    ModelRequest,
+    ReasoningChunk,
+    ResponseAccumulator,
+    ToolCallFragment,
+    UsageChunk,
+)
+
+SCHEMA = 1
+"""The recording format this nbagent writes and reads."""
+
+ReplayMode = Literal["auto", "replay", "live", "record"]
+"""``auto``: recorded requests replay, others go live and are recorded; ``replay``: only
+recordings, anything else is an error; ``live``: ignore recordings, record nothing;
+``record``: ignore recordings and record afresh."""
+
+REPLAY_MODES: tuple[ReplayMode, ...] = ("auto", "replay", "live", "record")
+
+
+class ReplayError(ModelError):
+    """A request has no recording in ``replay`` mode, or a recording cannot be read."""
+
+
+def _digest(value: Any) -> str:
+    data = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(data.encode()).hexdigest()[:16]
+
+
+def _canonical_arguments(raw: Any) -> Any:
+    if isinstance(raw, str):
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return raw
+    return raw
+
+
+def canonical_messages(messages: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Messages with tool-call ids numbered by appearance and arguments parsed."""
+    ids: dict[str, str] = {}
+
+    def number(call_id: Any) -> str:
+        return ids.setdefault(str(call_id), f"call_{len(ids)}")
+
+    out = []
+    for message in messages:
+        item: dict[str, Any] = {"role": message.get("role"), "content": message.get("content")}
+        if message.get("tool_calls"):
+            item["tool_calls"] = [
+                {
+                    "id": number(c.get("id")),
+                    "name": (c.get("function") or {}).get("name"),
+                    "arguments": _canonical_arguments((c.get("function") or {}).get("arguments")),
+                }
+                for c in message["tool_calls"]
+            ]
+        if message.get("tool_call_id") is not None:
+            item["tool_call_id"] = number(message["tool_call_id"])
+        out.append(item)
+    return out
+
+
+def message_shape(message: dict[str, Any]) -> list[str]:
+    """[role, hash of content, hash of tool calls] — enough to say what differs."""
+    return [
+        str(message.get("role")),
+        _digest(message.get("content")),
+        _digest([message.get("tool_calls"), message.get("tool_call_id")]),
+    ]
+
+
+@dataclass
+class RequestKey:
+    """The fingerprint of a request and the shape used to explain a mismatch."""
+
+    fingerprint: str
+    shape: list[list[str]]
+    tools: str
+    params: str
+
+    @classmethod
+    def of(cls, model: str, request: ModelRequest) -> RequestKey:
+        messages = canonical_messages(request.messages)
+        tools = _digest(sorted(request.tools, key=lambda t: json.dumps(t, sort_keys=True)))
+        params = _digest(request.params)
+        shape = [message_shape(m) for m in messages]
+        return cls(_digest([model, messages, tools, params]), shape, tools, params)
+
+
+@dataclass
+class Recorded:
+    """One recorded model response."""
+
+    fingerprint: str
+    model: str
+    text: str
+    reasoning: str = ""
+    tool_calls: list[dict[str, str]] = field(default_factory=list)
+    """[{"id", "name", "arguments"}] with arguments as the model sent them."""
+    finish_reason: str = "stop"
+    usage: list[int] = field(default_factory=lambda: [0, 0])
+    shape: list[list[str]] = field(default_factory=list)
+    tools: str = ""
+    params: str = ""
+    schema: int = SCHEMA
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> Recorded:
+        if not isinstance(data, dict):
+            raise ReplayError(f"{where}: a recording entry must be an object")
+        schema = data.get("schema", SCHEMA)
+        if not isinstance(schema, int) or schema > SCHEMA:
+            raise ReplayError(
+                f"{where}: the recording was made by a newer nbagent (schema {schema}; this "
+                f"version reads {SCHEMA}). Upgrade nbagent, or re-record with --replay record."
+            )
+        try:
+            return cls(**{k: data[k] for k in data if k in cls.__dataclass_fields__})
+        except TypeError as exc:
+            raise ReplayError(f"{where}: a recording entry is malformed ({exc})") from None
+
+    def chunks(self) -> list[ModelChunk]:
+        out: list[ModelChunk] = []
+        if self.reasoning:
+            out.append(ReasoningChunk(self.reasoning))
+        if self.text:
+            out.append(self.text)
+        for index, call in enumerate(self.tool_calls):
+            out.append(
+                ToolCallFragment(
+                    index=index, id=call["id"], name=call["name"], arguments=call["arguments"]
+                )
+            )
+        out.append(FinishChunk(self.finish_reason or "stop"))
+        out.append(UsageChunk(self.usage[0], self.usage[1]))
+        return out
+
+
+class RecordBook:
+    """Every recording a kernel knows, by fingerprint."""
+
+    def __init__(self, entries: Iterable[Recorded] = (), *, trusted: bool = False) -> None:
+        self._entries: dict[str, Recorded] = {}
+        self._trusted: set[str] = set()
+        for entry in entries:
+            self.add(entry, trusted=trusted)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def add(self, entry: Recorded, *, trusted: bool) -> None:
+        self._entries.setdefault(entry.fingerprint, entry)
+        if trusted:
+            self._trusted.add(entry.fingerprint)
+
+    def get(self, fingerprint: str) -> Recorded | None:
+        return self._entries.get(fingerprint)
+
+    def trusted(self, fingerprint: str) -> bool:
+        """Recorded live in this kernel (by its user), not read from a file."""
+        return fingerprint in self._trusted
+
+    def explain(self, key: RequestKey, model: str, messages: list[dict[str, Any]]) -> str:
+        """Why ``key`` has no recording: the closest one and what differs first."""
+        if not self._entries:
+            return "there are no recordings (run the notebook live once, or check its outputs)"
+        best, best_score = None, -1
+        for entry in self._entries.values():
+            score = 0
+            for mine, theirs in zip(key.shape, entry.shape, strict=False):
+                if mine != theirs:
+                    break
+                score += 1
+            if score > best_score:
+                best, best_score = entry, score
+        assert best is not None
+        if best.model != model:
+            return f"the closest recording used the model {best.model!r}, this request {model!r}"
+        if best_score < min(len(key.shape), len(best.shape)):
+            index = best_score
+            role, content, calls = key.shape[index]
+            fields = [
+                name
+                for name, mine, theirs in zip(
+                    ("role", "content", "tool calls"),
+                    (role, content, calls),
+                    best.shape[index],
+                    strict=False,
+                )
+                if mine != theirs
+            ]
+            preview = json.dumps(messages[index].get("content"), ensure_ascii=False)[:300]
+            return (
+                f"message {index + 1} ({role}) differs from the closest recording in its "
+                f"{' and '.join(fields)}; it now reads: {preview}"
+            )
+        if len(key.shape) != len(best.shape):
+            return (
+                f"the closest recording had {len(best.shape)} messages, this request has "
+                f"{len(key.shape)}"
+            )
+        if key.tools != best.tools:
+            return "the tools offered to the model differ from the closest recording"
+        return "the request parameters differ from the closest recording"
+
+    @classmethod
+    def from_notebook(cls, path: str | Path) -> RecordBook:
+        book = cls()
+        book.load_notebook(path)
+        return book
+
+    def load_notebook(self, path: str | Path) -> int:
+        """Add the recordings of a notebook file; returns how many entries it held."""
+        where = str(path)
+        try:
+            notebook = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ReplayError(f"cannot read recordings from {where}: {exc}") from None
+        found = 0
+        meta = (notebook.get("metadata") or {}).get("nbagent") or {}
+        for item in meta.get("recordings") or ():
+            self.add(Recorded.from_json(item, f"{where} (notebook metadata)"), trusted=False)
+            found += 1
+        for number, cell in enumerate(notebook.get("cells") or (), start=1):
+            for output in cell.get("outputs") or ():
+                recording = ((output.get("metadata") or {}).get("nbagent") or {}).get("recording")
+                if recording is None:
+                    continue
+                if not isinstance(recording, list):
+                    raise ReplayError(f"{where}, cell {number}: the recording is not a list")
+                for item in recording:
+                    self.add(Recorded.from_json(item, f"{where}, cell {number}"), trusted=False)
+                    found += 1
+        return found
+
+
+class ReplayModel:
+    """Wraps a model: answers recorded requests from the book, records live ones.
+
+    After each response, ``untrusted_replay`` tells whether it came from a recording this
+    kernel did not make (its tool calls then need a person, or an explicit trust).
+    """
+
+    def __init__(
+        self, inner: Model, book: RecordBook, mode: ReplayMode = "auto", *, trust: bool = False
+    ) -> None:
+        self.inner = inner
+        self.book = book
+        self.mode: ReplayMode = mode
+        self.trust = trust
+        self.untrusted_replay = False
+        self.used: list[Recorded] = []
+        """Entries used or made since :meth:`take_used` was last called, in order."""
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
+        return self.inner.cost(prompt_tokens, completion_tokens)
+
+    def take_used(self) -> list[Recorded]:
+        used, self.used = self.used, []
+        return used
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
+        key = RequestKey.of(self.name, request)
+        self.untrusted_replay = False
+        if self.mode in ("auto", "replay"):
+            hit = self.book.get(key.fingerprint)
+            if hit is not None:
+                self.untrusted_replay = not (self.trust or self.book.trusted(key.fingerprint))
+                self.used.append(hit)
+                for chunk in hit.chunks():
+                    yield chunk
+                return
+            if self.mode == "replay":
+                raise ReplayError(
+                    "no recording matches this model request (--replay replay): "
+                    + self.book.explain(key, self.name, canonical_messages(request.messages))
+                    + ". Run the cell with --replay auto to go live and record it."
+                )
+        acc = ResponseAccumulator()
+        stream = self.inner.stream(request)
+        try:
+            async for chunk in stream:
+                acc.add(chunk)
+                yield chunk
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        if acc.finish_reason is None or self.mode == "live":
+            return  # a broken stream is not recorded; live mode records nothing
+        entry = Recorded(
+            fingerprint=key.fingerprint,
+            model=self.name,
+            text=acc.text,
+            reasoning=acc.reasoning,
+            tool_calls=[
+                {"id": c.id, "name": c.name, "arguments": c.arguments_json}
+                for c in acc.tool_calls()
+            ],
+            finish_reason=acc.finish_reason,
+            usage=[acc.usage.prompt_tokens, acc.usage.completion_tokens] if acc.usage else [0, 0],
+            shape=key.shape,
+            tools=key.tools,
+            params=key.params,
+        )
+        self.book.add(entry, trusted=True)
+        self.used.append(entry)

@@ -1,0 +1,181 @@
+"""Record and replay of model responses by request fingerprint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import nbagent
+from conftest import collect, finished, of_type
+from nbagent import ApprovalRequested, Session, ToolFinished, tool
+from nbagent.model import ModelRequest
+from nbagent.replay import RecordBook, Recorded, ReplayError, ReplayModel, RequestKey
+from nbagent.testing import ScriptedModel, call, say, use_tools
+
+calls: list[int] = []
+
+
+@tool
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    calls.append(a + b)
+    return a + b
+
+
+@tool(read_only=True)
+def peek(name: str) -> str:
+    """Look without touching."""
+    return f"{name} is fine"
+
+
+def script() -> list[nbagent.testing.Reply]:
+    return [use_tools(call("add", {"a": 2, "b": 3})), say("It is 5.")]
+
+
+async def record(book: RecordBook, prompt: str = "2+3?") -> list[Recorded]:
+    model = ReplayModel(ScriptedModel(script()), book)
+    async with Session(model, tools=[add], approval="all") as session:
+        assert (await session.ask(prompt)).text == "It is 5."
+    return model.take_used()
+
+
+async def test_a_recorded_run_replays_offline_and_tools_run_again() -> None:
+    book = RecordBook()
+    recorded = await record(book)
+    assert len(recorded) == 2 and len(book) == 2
+    calls.clear()
+    offline = ReplayModel(ScriptedModel(), book, "replay")  # the inner model has nothing
+    async with Session(offline, tools=[add], approval="all") as session:
+        result = await session.ask("2+3?")
+    assert result.text == "It is 5." and calls == [5]  # the tool ran again, for real
+    assert [e.fingerprint for e in offline.take_used()] == [e.fingerprint for e in recorded]
+    assert result.usage.total_tokens == sum(sum(e.usage) for e in recorded)
+
+
+async def test_a_changed_message_fails_replay_mode_with_what_differs() -> None:
+    book = RecordBook()
+    await record(book)
+    offline = ReplayModel(ScriptedModel(), book, "replay")
+    async with Session(offline, tools=[add], approval="all") as session:
+        result = await session.ask("2+4?")
+    assert result.status == "failed"
+    assert "message 1 (user) differs" in (result.error or "")
+    assert "content" in (result.error or "") and "2+4?" in (result.error or "")
+
+
+async def test_auto_mode_goes_live_for_what_was_never_recorded() -> None:
+    book = RecordBook()
+    await record(book)
+    live = ScriptedModel([say("Six.")])
+    model = ReplayModel(live, book, "auto")
+    async with Session(model) as session:
+        assert (await session.ask("2+4?")).text == "Six."
+    assert len(live.requests) == 1 and len(book) == 3
+
+
+async def test_live_mode_records_nothing_and_record_mode_ignores_recordings() -> None:
+    book = RecordBook()
+    await record(book)
+    live = ReplayModel(ScriptedModel(script()), book, "live")
+    async with Session(live, tools=[add], approval="all") as session:
+        await session.ask("2+3?")
+    assert live.take_used() == [] and len(book) == 2
+    fresh = ScriptedModel(script())
+    recording = ReplayModel(fresh, book, "record")
+    async with Session(recording, tools=[add], approval="all") as session:
+        await session.ask("2+3?")
+    assert len(fresh.requests) == 2 and len(recording.take_used()) == 2
+
+
+def test_fingerprints_ignore_call_ids_and_key_order() -> None:
+    def request(call_id: str, arguments: str) -> ModelRequest:
+        return ModelRequest(
+            messages=[
+                {"role": "user", "content": "go"},
+                {"role": "assistant", "content": None, "tool_calls": [
+                    {"id": call_id, "type": "function",
+                     "function": {"name": "add", "arguments": arguments}}]},
+                {"role": "tool", "tool_call_id": call_id, "content": "5"},
+            ],
+            tools=[],
+        )  # fmt: skip
+
+    first = RequestKey.of("m", request("call_abc", '{"a": 2, "b": 3}'))
+    second = RequestKey.of("m", request("call_xyz", '{"b":3,"a":2}'))
+    assert first.fingerprint == second.fingerprint
+    assert RequestKey.of("other", request("c", "{}")).fingerprint != first.fingerprint
+
+
+async def test_replayed_side_effects_need_trust() -> None:
+    trusted = RecordBook()
+    await record(trusted)
+    untrusted = RecordBook([e for e in [trusted.get(f) for f in list(trusted._entries)] if e])
+    calls.clear()
+    model = ReplayModel(ScriptedModel(), untrusted, "replay")
+    async with Session(model, tools=[add], approval="all") as session:
+        events = await collect(session, "2+3?", on_approval=lambda s, r: s.deny(r.tool_call_id))
+    (asked,) = of_type(events, ApprovalRequested)
+    assert asked.note is not None and "NBAGENT_TRUST" in asked.note
+    assert calls == [] and of_type(events, ToolFinished)[0].status == "denied"
+
+    model = ReplayModel(ScriptedModel(), untrusted, "replay", trust=True)
+    async with Session(model, tools=[add], approval="all") as session:
+        events = await collect(session, "2+3?", on_approval=None)
+    assert not of_type(events, ApprovalRequested) and calls == [5]
+
+
+async def test_read_only_tools_replay_without_trust() -> None:
+    book = RecordBook()
+    model = ReplayModel(ScriptedModel([use_tools(call("peek", {"name": "x"})), say("ok")]), book)
+    async with Session(model, tools=[peek], approval="readonly") as session:
+        await session.ask("look")
+    untrusted = RecordBook(model.take_used())
+    replay = ReplayModel(ScriptedModel(), untrusted, "replay")
+    async with Session(replay, tools=[peek], approval="readonly") as session:
+        events = await collect(session, "look", on_approval=None)
+    assert finished(events).status == "completed" and not of_type(events, ApprovalRequested)
+
+
+def notebook_with(recording: object, tmp_path: Path) -> Path:
+    path = tmp_path / "shared.ipynb"
+    cell = {
+        "cell_type": "code", "source": "%%agent\nhi", "metadata": {}, "execution_count": 1,
+        "outputs": [{"output_type": "display_data", "data": {"text/plain": "x"},
+                     "metadata": {"nbagent": {"recording": recording}}}],
+    }  # fmt: skip
+    path.write_text(
+        json.dumps({"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+    )
+    return path
+
+
+async def test_recordings_load_from_a_notebook_file(tmp_path: Path) -> None:
+    book = RecordBook()
+    entries = await record(book)
+    loaded = RecordBook.from_notebook(notebook_with([e.to_json() for e in entries], tmp_path))
+    assert len(loaded) == 2 and not loaded.trusted(entries[0].fingerprint)
+
+
+@pytest.mark.parametrize(
+    ("recording", "message"),
+    [
+        ([{"schema": 99, "fingerprint": "f"}], "newer nbagent"),
+        ([{"schema": 1, "fingerprint": "f", "unexpected": 1}], "malformed"),
+        ({"not": "a list"}, "not a list"),
+        (["oops"], "must be an object"),
+    ],
+)
+def test_bad_recordings_are_reported_clearly(
+    recording: object, message: str, tmp_path: Path
+) -> None:
+    with pytest.raises(ReplayError, match=message):
+        RecordBook.from_notebook(notebook_with(recording, tmp_path))
+
+
+def test_a_truncated_notebook_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "cut.ipynb"
+    path.write_text('{"cells": [')
+    with pytest.raises(ReplayError, match=r"cannot read recordings from .*cut\.ipynb"):
+        RecordBook.from_notebook(path)
