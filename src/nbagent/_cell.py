@@ -324,15 +324,16 @@ class CellRun:
     def _finish(self) -> None:
         model = self.session.model
         if isinstance(model, ReplayModel):
-            used = model.take_used()
+            used = [entry.to_json() for entry in model.take_used()]
             if used:
                 self.metadata = {
-                    "nbagent": {
-                        "schema": RECORDING_SCHEMA,
-                        "session": self.name,
-                        "recording": [entry.to_json() for entry in used],
-                    }
+                    "nbagent": {"schema": RECORDING_SCHEMA, "session": self.name, "recording": used}
                 }
+                recorder = self.notebook.recorders.get(self.name)
+                if recorder is not None and not recorder.log.closed:
+                    # The log keeps them too, for `nbagent pack`.
+                    with contextlib.suppress(NbAgentError):
+                        recorder.log.write([{"type": "recording", "entries": used}])
         if self.handle is not None:
             self.handle.update(self.transcript.mimebundle(), raw=True, metadata=self.metadata)
         self._close_view()

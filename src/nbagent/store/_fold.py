@@ -15,6 +15,8 @@ A log is JSON Lines; every record has ``schema`` and ``seq`` (its line number) a
                 records in between stay in the log as an inactive branch.
 ``compaction``  the conversation is replaced by ``messages`` (a summary plus recent turns).
 ``meta``        session metadata such as ``title``.
+``recording``   model responses recorded for replay (``entries``; see ``nbagent.replay``),
+                collected by ``nbagent pack``.
 
 The state at a point is the fold of the *active chain*: walking back from the end, each
 ``rewind`` jumps to its ``to_seq``. Nothing is ever copied or rewritten.

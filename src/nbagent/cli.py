@@ -1,0 +1,120 @@
+"""``nbagent``: the command line for recordings.
+
+nbagent pack NOTEBOOK [--session NAME] [--store DIR]   put a session's recordings in
+                                                       the notebook (its metadata)
+nbagent strip NOTEBOOK [--output OUT]                  remove every recording
+nbagent info NOTEBOOK                                  count what a notebook carries
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .errors import NbAgentError
+from .replay import SCHEMA, RecordBook
+from .store import SessionStore, default_store_root
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"nbagent: cannot read {path}: {exc}") from None
+    if not isinstance(data, dict) or "cells" not in data:
+        raise SystemExit(f"nbagent: {path} is not a notebook")
+    return data
+
+
+def _write(data: dict[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _stores(notebook: Path, store: str | None) -> list[SessionStore]:
+    if store:
+        return [SessionStore(store)]
+    notebook = notebook.resolve()
+    named = default_store_root(str(notebook))
+    return [SessionStore(named), SessionStore(named.parent / "kernel")]
+
+
+def pack(notebook: Path, session: str | None, store: str | None) -> int:
+    """Merge the recordings of a session's log into the notebook's metadata."""
+    data = _read(notebook)
+    entries: dict[str, dict[str, Any]] = {}
+    found_sessions = []
+    for folder in _stores(notebook, store):
+        names = [session] if session else folder.names()
+        for name in names:
+            path = folder.root / f"{name}.jsonl"
+            if not path.exists():
+                continue
+            found_sessions.append(name)
+            for line in path.read_bytes().splitlines():
+                if b'"type":"recording"' not in line:
+                    continue
+                record = json.loads(line)
+                for entry in record.get("entries") or ():
+                    entries.setdefault(entry["fingerprint"], entry)
+    if not found_sessions:
+        where = ", ".join(str(s.root) for s in _stores(notebook, store))
+        raise SystemExit(f"nbagent: no session log found for {notebook.name} (looked in {where})")
+    meta = data.setdefault("metadata", {}).setdefault("nbagent", {})
+    known = {e["fingerprint"]: e for e in meta.get("recordings") or ()}
+    known.update(entries)
+    meta["schema"] = SCHEMA
+    meta["recordings"] = list(known.values())
+    _write(data, notebook)
+    print(f"packed {len(entries)} recorded responses from {', '.join(found_sessions)} "
+          f"into {notebook} ({len(known)} in its metadata)")  # fmt: skip
+    return 0
+
+
+def strip(notebook: Path, output: Path | None) -> int:
+    """Remove recordings from the notebook's metadata and from every cell output."""
+    data = _read(notebook)
+    removed = len(((data.get("metadata") or {}).get("nbagent") or {}).get("recordings") or ())
+    (data.get("metadata") or {}).pop("nbagent", None)
+    for cell in data.get("cells") or ():
+        for out in cell.get("outputs") or ():
+            meta = out.get("metadata") or {}
+            removed += len((meta.pop("nbagent", None) or {}).get("recording") or ())
+    _write(data, output or notebook)
+    print(f"removed {removed} recorded responses; {output or notebook} replays nothing now")
+    return 0
+
+
+def info(notebook: Path) -> int:
+    try:
+        book = RecordBook.from_notebook(notebook)
+    except NbAgentError as exc:
+        raise SystemExit(f"nbagent: {exc}") from None
+    print(f"{notebook}: {len(book)} recorded model responses")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="nbagent", description="Recordings in notebooks.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("pack", help="put a session's recordings in the notebook")
+    p.add_argument("notebook", type=Path)
+    p.add_argument("--session", help="session name (default: every session of the notebook)")
+    p.add_argument("--store", help="session folder (default: .nbagent/<notebook> beside it)")
+    s = commands.add_parser("strip", help="remove every recording from a notebook")
+    s.add_argument("notebook", type=Path)
+    s.add_argument("--output", "-o", type=Path, help="write here instead of in place")
+    i = commands.add_parser("info", help="count the recordings a notebook carries")
+    i.add_argument("notebook", type=Path)
+    args = parser.parse_args(argv)
+    if args.command == "pack":
+        return pack(args.notebook, args.session, args.store)
+    if args.command == "strip":
+        return strip(args.notebook, args.output)
+    return info(args.notebook)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
