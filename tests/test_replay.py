@@ -179,3 +179,37 @@ def test_a_truncated_notebook_is_reported(tmp_path: Path) -> None:
     path.write_text('{"cells": [')
     with pytest.raises(ReplayError, match=r"cannot read recordings from .*cut\.ipynb"):
         RecordBook.from_notebook(path)
+
+
+async def test_recorded_tools_serve_their_recorded_result() -> None:
+    from nbagent.replay import RecordedTool, tool_result_record
+
+    ticks: list[int] = []
+
+    @tool(name="clock")
+    def clock() -> str:
+        """The time (changes on every call)."""
+        ticks.append(1)
+        return f"tick {len(ticks)}"
+
+    book = RecordBook()
+    model = ReplayModel(ScriptedModel([use_tools(call("clock")), say("Noted the time.")]), book)
+    async with Session(model, tools=[clock], approval="all") as session:
+        result = await session.ask("What time is it?")
+    for record in result.tool_calls:
+        book.add_tool_result(tool_result_record(record.name, record.arguments, record.result,
+                                                record.status))  # fmt: skip
+    assert ticks == [1]
+
+    # replayed without serving the recorded result: the clock moved, the replay diverges
+    plain = ReplayModel(ScriptedModel(), book, "replay")
+    async with Session(plain, tools=[clock], approval="all") as session:
+        diverged = await session.ask("What time is it?")
+    assert diverged.status == "failed" and "message 3 (tool)" in (diverged.error or "")
+
+    served = ReplayModel(ScriptedModel(), book, "replay")
+    wrapped = RecordedTool(clock, book, "replay")
+    async with Session(served, tools=[wrapped], approval="all") as session:
+        again = await session.ask("What time is it?")
+    assert again.text == "Noted the time." and again.tool_calls[0].result == "tick 1"
+    assert ticks == [1, 1]  # only the diverging run called it; the served one did not

@@ -20,7 +20,7 @@ from .events import ApprovalRequested, RunFinished
 from .model import LiteLLMModel, import_litellm
 from .render import MimeBundle, Transcript
 from .replay import SCHEMA as RECORDING_SCHEMA
-from .replay import RecordBook, ReplayModel
+from .replay import RecordBook, ReplayModel, tool_result_record
 from .session import RunHandle, RunResult, Session, ToolCallRecord, UsageTotals
 from .store import SessionRecorder
 from .tools import Tool
@@ -127,6 +127,8 @@ class Notebook:
         """Sessions that ``%agent new`` restarts: their log rewinds to empty when opened."""
         self.builtin_tools: dict[str, Tool] = {}
         """The notebook tool group, made on first use."""
+        self.recorded_tools: dict[int, set[str]] = {}
+        """Per session (by id): tool name patterns whose recorded results replay."""
         self.book: RecordBook | None = None
         """The recordings of this notebook's agent cells, by request fingerprint."""
         self.mcp: Any = None
@@ -307,10 +309,11 @@ class CellRun:
                     break
         finally:
             events.close()
+        outcome: RunResult | None = None
         try:
             outcome = await asyncio.wait_for(run.result(), 5.0)
         finally:
-            self._finish()
+            self._finish(outcome)
         result = AgentResult(outcome, self.transcript, self.name, self.metadata)
         result._shown_live = self.handle is not None
         self.notebook.results[self.name] = result
@@ -321,14 +324,26 @@ class CellRun:
         with contextlib.suppress(NbAgentError):
             self.session.deny(event.tool_call_id, reason=reason)
 
-    def _finish(self) -> None:
+    def _finish(self, outcome: RunResult | None = None) -> None:
         model = self.session.model
         if isinstance(model, ReplayModel):
             used = [entry.to_json() for entry in model.take_used()]
             if used:
+                results = [
+                    tool_result_record(c.name, c.arguments, c.result, c.status)
+                    for c in (outcome.tool_calls if outcome is not None else ())
+                    if c.status in ("ok", "error")
+                ]
                 self.metadata = {
-                    "nbagent": {"schema": RECORDING_SCHEMA, "session": self.name, "recording": used}
+                    "nbagent": {
+                        "schema": RECORDING_SCHEMA,
+                        "session": self.name,
+                        "recording": used,
+                        "tool_results": results,
+                    }
                 }
+                for record in results:
+                    model.book.add_tool_result(record)
                 recorder = self.notebook.recorders.get(self.name)
                 if recorder is not None and not recorder.log.closed:
                     # The log keeps them too, for `nbagent pack`.

@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
-from traitlets import Bool, Enum, Float, Int, Unicode
+from traitlets import Bool, Enum, Float, Int, List, Unicode
 from traitlets.config import Configurable
 
 from .approval import APPROVAL_MODES, ApprovalMode
@@ -107,6 +107,11 @@ class NBAgent(Configurable):
         help="Let tool calls replayed from recordings made elsewhere run without asking "
         "(side-effecting tools only; read-only ones always run). Env: NBAGENT_TRUST=1.",
     ).tag(config=True)
+    recorded_tools = List(
+        Unicode(),
+        default_value=[],
+        help="Tools (names or globs) whose recorded results replay instead of running again.",
+    ).tag(config=True)
     titles = Bool(
         True,
         help="After the first exchange of an interactive session, ask the model for a short "
@@ -133,6 +138,7 @@ class Settings:
     titles: bool
     replay: ReplayMode
     trust: bool
+    recorded_tools: list[str]
 
 
 def _pick(config: NBAgent | None, name: str) -> Any:
@@ -170,6 +176,7 @@ def resolve(config: NBAgent | None = None) -> Settings:
         titles=bool(defaults.titles),
         replay=cast(ReplayMode, replay),
         trust=_truthy(_pick(config, "trust")),
+        recorded_tools=list(defaults.recorded_tools),
     )
 
 

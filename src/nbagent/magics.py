@@ -8,6 +8,7 @@ autoawait then drives the run on the kernel's own loop. The run itself lives in
 
 from __future__ import annotations
 
+import fnmatch
 import inspect
 import os
 import re
@@ -27,7 +28,7 @@ from .approval import APPROVAL_MODES, ApprovalMode
 from .errors import IllegalTransitionError, SessionLockedError, StoreError, ToolDefinitionError
 from .model import LiteLLMModel
 from .render import Table, format_cost, render_history
-from .replay import REPLAY_MODES, RecordBook, ReplayError, ReplayMode, ReplayModel
+from .replay import REPLAY_MODES, RecordBook, RecordedTool, ReplayError, ReplayMode, ReplayModel
 from .session import Session, SessionState
 from .store import (
     SessionStore,
@@ -59,6 +60,8 @@ HELP = """\
   --mode MODE            auto | wait | background (env NBAGENT_MODE)
   --system TEXT          system prompt of the session
   --context cells        add the recent notebook cells to the message
+  --recorded-tools A,B   these tools (names or globs) replay their recorded results instead
+                         of running again: for tools that reach outside (web, clock, APIs)
   --replay MODE          auto | replay | live | record: answer recorded requests from the
                          notebook's recordings (env NBAGENT_REPLAY; NBAGENT_TRUST=1 lets
                          replayed side-effecting tool calls run)
@@ -103,6 +106,17 @@ def await_agent_cells(lines: list[str]) -> list[str]:
     if lines and lines[0].startswith(_CELL_CALL):
         return ["await " + lines[0], *lines[1:]]
     return ["await " + line if _AWAITED_LINE.match(line) else line for line in lines]
+
+
+def _serve_recorded(
+    session: Session, patterns: set[str], book: RecordBook, mode: ReplayMode
+) -> None:
+    """Wrap the session's tools that match ``patterns`` so their recorded results replay."""
+    for name, tool in list(session.tools.items()):
+        if isinstance(tool, RecordedTool):
+            tool.mode = mode
+        elif any(fnmatch.fnmatchcase(name, p) for p in patterns):
+            session.tools[name] = RecordedTool(tool, book, mode)
 
 
 def _recording_files(notebook: str | None) -> list[Path]:
@@ -195,6 +209,7 @@ class AgentMagics(Magics):  # type: ignore[misc]
     @argument("--system", help="system prompt")
     @argument("--context", choices=["cells"], help="add recent notebook cells to the message")
     @argument("--replay", choices=REPLAY_MODES, help="auto, replay, live or record")
+    @argument("--recorded-tools", help="tools whose recorded results replay (names or globs)")
     @argument("--allow-errors", action="store_true", help="headless: do not fail the cell")
     @line_cell_magic
     def agent(self, line: str, cell: str | None = None) -> Any:
@@ -224,7 +239,10 @@ class AgentMagics(Magics):  # type: ignore[misc]
             # after "Restart and run all" (the earlier turns stay in the log).
             self.notebook.fresh.add(name)
         session = self._session_for(name, args, settings)
-        self._replayable(session, args.replay or settings.replay, settings)
+        replay_mode = args.replay or settings.replay
+        recorded = [p.strip() for p in (args.recorded_tools or "").split(",") if p.strip()]
+        recorded += settings.recorded_tools
+        self._replayable(session, replay_mode, settings, recorded)
         self._check_capacity(name, settings)
         tag = cell_id(self.shell)
         self._prepare_log(name, session, tag, settings, mode)
@@ -278,16 +296,26 @@ class AgentMagics(Magics):  # type: ignore[misc]
         except McpError as exc:
             start.close()
             raise UsageError(str(exc)) from None
+        model = session.model
+        if isinstance(model, ReplayModel):
+            patterns = self.notebook.recorded_tools.get(id(session), set())
+            _serve_recorded(session, patterns, model.book, model.mode)
         return await start
 
-    def _replayable(self, session: Session, mode: ReplayMode, settings: config.Settings) -> None:
-        """Answer recorded requests from the notebook's recordings; record live ones."""
+    def _replayable(
+        self, session: Session, mode: ReplayMode, settings: config.Settings, recorded: list[str]
+    ) -> None:
+        """Answer recorded requests from the notebook's recordings; record live ones. Tools
+        named in ``recorded`` replay their recorded results instead of running again."""
         model = session.model
         if not isinstance(model, ReplayModel):
             model = ReplayModel(model, self._book(), mode, trust=settings.trust)
             session.model = model
         model.mode = mode
         model.trust = settings.trust
+        session_patterns = self.notebook.recorded_tools.setdefault(id(session), set())
+        session_patterns.update(recorded)
+        _serve_recorded(session, session_patterns, model.book, mode)
 
     def _book(self) -> RecordBook:
         """The recordings of this notebook (read once, then grown by live runs)."""

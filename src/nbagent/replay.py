@@ -173,6 +173,7 @@ class RecordBook:
     def __init__(self, entries: Iterable[Recorded] = (), *, trusted: bool = False) -> None:
         self._entries: dict[str, Recorded] = {}
         self._trusted: set[str] = set()
+        self._tool_results: dict[tuple[str, str], dict[str, Any]] = {}
         for entry in entries:
             self.add(entry, trusted=trusted)
 
@@ -186,6 +187,14 @@ class RecordBook:
 
     def get(self, fingerprint: str) -> Recorded | None:
         return self._entries.get(fingerprint)
+
+    def add_tool_result(self, record: dict[str, Any]) -> None:
+        """Keep a tool's recorded result: {"name", "arguments" (digest), "result", "status"}."""
+        key = (str(record.get("name")), str(record.get("arguments")))
+        self._tool_results.setdefault(key, record)
+
+    def tool_result(self, name: str, arguments: dict[str, Any]) -> dict[str, Any] | None:
+        return self._tool_results.get((name, arguments_digest(arguments)))
 
     def trusted(self, fingerprint: str) -> bool:
         """Recorded live in this kernel (by its user), not read from a file."""
@@ -262,7 +271,61 @@ class RecordBook:
                 for item in recording:
                     self.add(Recorded.from_json(item, f"{where}, cell {number}"), trusted=False)
                     found += 1
+                tool_results = ((output.get("metadata") or {}).get("nbagent") or {}).get(
+                    "tool_results"
+                ) or ()
+                for result in tool_results:
+                    if isinstance(result, dict):
+                        self.add_tool_result(result)
         return found
+
+
+def arguments_digest(arguments: dict[str, Any]) -> str:
+    """How a tool call's arguments are matched with a recorded result."""
+    return _digest(arguments)
+
+
+def tool_result_record(
+    name: str, arguments: dict[str, Any], result: str, status: str
+) -> dict[str, Any]:
+    return {"name": name, "arguments": arguments_digest(arguments), "result": result,
+            "status": status}  # fmt: skip
+
+
+class RecordedTool:
+    """A tool whose recorded result is served in replay instead of running it again: for
+    tools that reach outside (web, paid APIs, the clock). Live, it runs as usual."""
+
+    def __init__(self, inner: Any, book: RecordBook, mode: ReplayMode = "auto") -> None:
+        self.inner = inner
+        self.book = book
+        self.mode: ReplayMode = mode
+        self.name: str = inner.name
+        self.description: str = inner.description
+        self.parameters: dict[str, Any] = inner.parameters
+        self.read_only: bool = inner.read_only
+        self.policy = inner.policy
+        self.max_result_chars = inner.max_result_chars
+
+    def validate(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self.inner.validate(arguments)
+        return result
+
+    async def invoke(self, arguments: dict[str, Any]) -> Any:
+        from .tools import ToolOutput
+
+        if self.mode in ("auto", "replay"):
+            recorded = self.book.tool_result(self.name, arguments)
+            if recorded is not None:
+                return ToolOutput(
+                    text=str(recorded.get("result", "")), is_error=recorded.get("status") == "error"
+                )
+            if self.mode == "replay":
+                raise ReplayError(
+                    f"no recorded result of {self.name} for these arguments (--replay replay); "
+                    "run with --replay auto to call it live"
+                )
+        return await self.inner.invoke(arguments)
 
 
 class ReplayModel:
