@@ -28,7 +28,6 @@ from .errors import (
     UnknownToolCallError,
 )
 from .events import (
-    EVENT_ADAPTER,
     ApprovalDecided,
     ApprovalRequested,
     ErrorOccurred,
@@ -64,6 +63,14 @@ from .session import (
 from .tools import FunctionTool, Tool, ToolOutput, tool
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name == "EVENT_ADAPTER":  # built on first use, off the import path
+        from .events import event_adapter
+
+        return event_adapter()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -7,6 +7,7 @@ transcript, the tests). ``Event`` is one discriminated union over all of them an
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
@@ -280,14 +281,24 @@ Event = Annotated[
 ]
 """Any event of a run or of the session lifecycle."""
 
-EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+@functools.cache
+def event_adapter() -> TypeAdapter[Event]:
+    """The one TypeAdapter of the event union (built on first use: ~30 ms, kept off the
+    import path so that ``%load_ext nbagent`` stays fast)."""
+    return TypeAdapter(Event)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "EVENT_ADAPTER":  # the adapter under its documented name, built lazily
+        return event_adapter()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def event_to_json(event: Event) -> str:
     """Serialise one event to a JSON string."""
-    return EVENT_ADAPTER.dump_json(event).decode()
+    return event_adapter().dump_json(event).decode()
 
 
 def event_from_json(data: str | bytes) -> Event:
     """Parse one event from JSON written by :func:`event_to_json`."""
-    return EVENT_ADAPTER.validate_json(data)
+    return event_adapter().validate_json(data)

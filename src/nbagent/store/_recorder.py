@@ -14,7 +14,6 @@ from typing import Any
 
 from .._fanout import Subscription
 from ..events import (
-    EVENT_ADAPTER,
     Event,
     ModelResponded,
     ReasoningDelta,
@@ -22,6 +21,7 @@ from ..events import (
     TextDelta,
     ToolCall,
     ToolFinished,
+    event_adapter,
 )
 from ..hooks import Hooks, RunContext
 from ..model import ModelRequest
@@ -199,7 +199,7 @@ class SessionRecorder(Hooks):
 
 
 def _as_dict(event: Event) -> dict[str, Any]:
-    data: dict[str, Any] = EVENT_ADAPTER.dump_python(event, mode="json")
+    data: dict[str, Any] = event_adapter().dump_python(event, mode="json")
     return data
 
 
