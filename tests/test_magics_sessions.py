@@ -27,12 +27,6 @@ def shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Interacti
     ip.run_line_magic("unload_ext", "nbagent")
 
 
-@pytest.fixture
-def server() -> Iterator[ScriptedServer]:
-    with ScriptedServer() as running:
-        yield running
-
-
 def run(shell: InteractiveShell, code: str) -> object:
     result = shell.run_cell(code)
     if result.error_before_exec or result.error_in_exec:

@@ -958,31 +958,21 @@ class Session:
             note = UNTRUSTED_REPLAY
         if verdict.verdict == "ask":
             decision = await self._ask(run_id, call, tool, note)
-            approved, scope, reason = decision.approved, decision.scope, decision.reason
-            emit(
-                ApprovalDecided(
-                    run_id=run_id,
-                    tool_call_id=call.id,
-                    name=call.name,
-                    approved=approved,
-                    scope=scope,
-                    decided_by=decision.decided_by,
-                    reason=reason,
-                )
-            )
         else:
-            approved, scope, reason = verdict.verdict == "allow", "call", verdict.reason
-            emit(
-                ApprovalDecided(
-                    run_id=run_id,
-                    tool_call_id=call.id,
-                    name=call.name,
-                    approved=approved,
-                    scope="call",
-                    decided_by="policy",
-                    reason=reason,
-                )
+            decision = _Decide(call.id, verdict.verdict == "allow", "call", None, verdict.reason,
+                               decided_by="policy")  # fmt: skip
+        approved, reason = decision.approved, decision.reason
+        emit(
+            ApprovalDecided(
+                run_id=run_id,
+                tool_call_id=call.id,
+                name=call.name,
+                approved=approved,
+                scope=decision.scope,
+                decided_by=decision.decided_by,
+                reason=reason,
             )
+        )
         if not approved:
             if note is not None:
                 run.refused_replay = call.name
