@@ -164,6 +164,12 @@ def ipykernel_version() -> tuple[int, ...] | None:
         return None
 
 
+def batch_run(shell: Any) -> bool:
+    """A kernel driven by a program that runs the whole notebook (``allow_stdin`` false)."""
+    kernel = getattr(shell, "kernel", None)
+    return kernel is not None and not getattr(kernel, "_allow_stdin", True)
+
+
 def pick_mode(requested: config.Mode, shell: Any) -> RunMode:
     """``auto`` → headless when the frontend cannot answer (nbclient, nbval, papermill,
     or no kernel at all), else ``wait`` on ipykernel >= 7.4 (clicks reach a busy cell),
@@ -234,9 +240,9 @@ class AgentMagics(Magics):  # type: ignore[misc]
             raise UsageError(str(exc)) from None
         name = args.session or self.notebook.current
         mode = pick_mode(args.mode or settings.mode, self.shell)
-        if mode == "headless" and name not in self.notebook.sessions:
-            # A headless run executes the whole notebook: its conversation starts over, as
-            # after "Restart and run all" (the earlier turns stay in the log).
+        if batch_run(self.shell) and name not in self.notebook.sessions:
+            # nbclient, nbval, papermill execute the whole notebook: its conversation starts
+            # over, as after "Restart and run all" (the earlier turns stay in the log).
             self.notebook.fresh.add(name)
         session = self._session_for(name, args, settings)
         replay_mode = args.replay or settings.replay
