@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import nbformat
 import pytest
@@ -16,8 +12,6 @@ from nbclient.exceptions import CellExecutionError
 from nbagent.testing import ScriptedServer, call, http_error, say, use_tools
 
 from .frontend import kernel_env
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -81,24 +75,4 @@ def test_a_failed_run_fails_the_headless_cell_unless_allowed(server: ScriptedSer
     assert "credentials" in outputs_text(nb.cells[1], "text/plain")
 
 
-def test_nbval_runs_the_quickstart_notebook() -> None:
-    env = {**os.environ, "NBAGENT_DEMO": "1"}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "--nbval-lax",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "notebooks/quickstart.ipynb",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert " passed" in result.stdout
+# The example notebooks (quickstart included) replay under nbval in tests/test_examples.py.

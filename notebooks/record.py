@@ -1,0 +1,163 @@
+"""Re-record the example notebooks: ``python notebooks/record.py [NAME ...]``.
+
+Each notebook is executed from the top with nbclient, in this folder, against nbagent's
+scripted model (``nbagent.testing.ScriptedServer``: a local OpenAI-compatible server that
+answers with the replies below), and saved with its outputs. The ``%%agent`` cells' outputs
+then carry the recordings that let anyone re-run the notebook offline, without a key
+(``pytest --nbval notebooks/quickstart.ipynb``).
+
+The notebooks' cells are the source of truth: edit them in Jupyter, adjust the scripted
+replies here if the conversation changed, and run this script. To record with a real model
+instead, run the notebook live with ``NBAGENT_REPLAY=record`` (or ``%%agent --replay
+record``) and your API key, and save it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from nbclient import NotebookClient
+
+from nbagent.testing import Reply, ScriptedServer, call, say, use_tools
+
+HERE = Path(__file__).resolve().parent
+
+PLOT = textwrap.dedent(
+    """\
+    import matplotlib.pyplot as plt
+
+    by_month = sales.groupby("month")["revenue"].sum()
+    ax = by_month.plot(kind="bar", rot=0, color="#4c72b0", figsize=(6, 3.5))
+    ax.set_title("Revenue by month")
+    ax.set_xlabel("month")
+    ax.set_ylabel("revenue")
+    plt.tight_layout()
+    by_month"""
+)
+
+SCRIPTS: dict[str, list[Reply]] = {
+    "quickstart": [
+        use_tools(
+            call("add", {"a": 2, "b": 3}, id="call_add_2_3"),
+            text="I will add them with the `add` tool.",
+        ),
+        say(
+            "The `add` tool returned **5**, so 2 + 3 = 5: it adds its two integer "
+            "arguments and gives back their sum.",
+            words_per_chunk=3,
+        ),
+        say("5 × 4 = **20**.", words_per_chunk=3),
+    ],
+    "data-analysis": [
+        use_tools(
+            call("describe", {"name": "sales"}, id="call_describe_sales"),
+            text="Let me look at the table first.",
+        ),
+        use_tools(
+            call("run_python", {"code": PLOT}, id="call_plot_revenue"),
+            text="Six rows, two regions, three months, no missing values. Now the totals "
+            "by month and a bar chart:",
+        ),
+        say(
+            "`sales` has 6 rows: `month` and `region` (text), `revenue` (float) and `units` "
+            "(int), with no missing values.\n\n"
+            "Total revenue by month, kept in `by_month`:\n\n"
+            "| month | revenue |\n|---|---:|\n| 2024-01 | 2,100 |\n| 2024-02 | 2,450 |\n"
+            "| 2024-03 | 2,750 |\n\n"
+            "Revenue grows every month, by about 15 % overall per month; March is the best.",
+            words_per_chunk=4,
+        ),
+    ],
+    "mcp-tools": [
+        use_tools(
+            call(
+                "mcp__time__convert_time",
+                {
+                    "source_timezone": "Europe/Paris",
+                    "time": "12:00",
+                    "target_timezone": "Asia/Tokyo",
+                },
+                id="call_convert_time",
+            ),
+            text="I will convert it with the time server.",
+        ),
+        say(
+            "When it is 12:00 in Paris it is **20:00** in Tokyo: Tokyo is 8 hours ahead "
+            "while Paris is on winter time (7 hours ahead in summer).",
+            words_per_chunk=3,
+        ),
+    ],
+}
+"""The scripted model's replies, in the order each notebook's agent cells request them."""
+
+
+def clean(nb: nbformat.NotebookNode) -> None:
+    """Drop what changes between runs and says nothing: execution timings."""
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+        for output in cell.get("outputs", ()):
+            output.get("metadata", {}).pop("execution", None)
+    nb.metadata.pop("widgets", None)
+
+
+def record(name: str) -> Path:
+    path = HERE / f"{name}.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+        cell.metadata.pop("execution", None)
+    with (
+        tempfile.TemporaryDirectory(prefix="nbagent-record-") as home,
+        ScriptedServer(SCRIPTS[name]) as server,
+    ):
+        env: dict[str, Any] = {
+            "NBAGENT_API_BASE": server.url,
+            "NBAGENT_APPROVE": "all",
+            "NBAGENT_REPLAY": "record",  # ignore the recordings the notebook holds now
+            "NBAGENT_HOME": home,  # the session logs go here, not in notebooks/.nbagent
+            "OPENAI_API_KEY": "sk-recording",
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        }
+        saved = {key: os.environ.get(key) for key in env}
+        os.environ.update(env)
+        try:
+            NotebookClient(
+                nb,
+                timeout=300,
+                kernel_name="python3",
+                record_timing=False,
+                resources={"metadata": {"path": str(HERE)}},
+            ).execute()
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+        if server.remaining:
+            raise SystemExit(f"{name}: {server.remaining} scripted replies were not used")
+    clean(nb)
+    nbformat.validate(nb)
+    nbformat.write(nb, path)
+    return path
+
+
+def main(argv: list[str]) -> None:
+    names = argv or sorted(SCRIPTS)
+    unknown = sorted(set(names) - set(SCRIPTS))
+    if unknown:
+        raise SystemExit(f"no script for {', '.join(unknown)}; known: {', '.join(SCRIPTS)}")
+    for name in names:
+        print(f"recorded {record(name).relative_to(HERE.parent)}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
