@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+import zlib
 from html.parser import HTMLParser
 from typing import Any
 
@@ -326,6 +327,28 @@ def test_png_and_jpeg_displays_show_as_data_uri_images() -> None:
     wrapped = tool_events(display=({"image/png": PNG[:40] + "\n" + PNG[40:]},)).blocks[0]
     assert isinstance(raw, ToolCard) and isinstance(wrapped, ToolCard)
     assert raw.display[0]["data"] == wrapped.display[0]["data"] == PNG
+
+
+def test_png_text_and_time_chunks_are_dropped_so_figures_replay_identically() -> None:
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body).to_bytes(4, "big")
+        return len(body).to_bytes(4, "big") + kind + body + crc
+
+    raw = base64.b64decode(PNG)
+    head, rest = raw[:33], raw[33:]  # signature + IHDR, then IDAT + IEND
+    stamped = (
+        head
+        + chunk(b"tEXt", b"Software\x00Matplotlib version3.11.2, https://matplotlib.org/")
+        + chunk(b"tIME", bytes(7))
+        + chunk(b"iTXt", b"Creation Time\x00\x00\x00\x00\x002026-01-01")
+        + rest
+    )
+    card = tool_events(display=({"image/png": base64.b64encode(stamped).decode()},)).blocks[0]
+    assert isinstance(card, ToolCard)
+    assert card.display[0]["data"] == PNG  # the pixels stay, byte for byte
+    truncated = base64.b64encode(stamped[:-5]).decode()  # not a chunk sequence: kept as is
+    card = tool_events(display=({"image/png": truncated},)).blocks[0]
+    assert isinstance(card, ToolCard) and card.display[0]["data"] == truncated
 
 
 MALICIOUS_DISPLAYS: list[dict[str, Any]] = [

@@ -59,6 +59,10 @@ MAX_PREVIEW_CHARS = 100_000
 _IMAGE_MIMES = ("image/png", "image/jpeg")
 _IMAGE_MAGIC = {"image/png": b"\x89PNG\r\n\x1a\n", "image/jpeg": b"\xff\xd8\xff"}
 _BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+_PNG_VOLATILE = (b"tEXt", b"zTXt", b"iTXt", b"tIME")
+"""PNG chunks that hold no pixels but a tool's name and version or a date (matplotlib
+writes ``Software: Matplotlib version3.x.y``): dropped so that a figure is the same bytes
+on every machine, and a replayed notebook's transcript compares equal under nbval."""
 
 
 # -- the model of a transcript --------------------------------------------------------------
@@ -524,8 +528,35 @@ def preview_lines(text: str) -> list[list[str]]:
     return out
 
 
+def _strip_png_metadata(raw: bytes) -> bytes:
+    """``raw`` without its text and time chunks; unchanged if it has none or is not a
+    well-formed chunk sequence."""
+    kept = [raw[:8]]
+    at, dropped = 8, False
+    while at + 12 <= len(raw):
+        end = at + 12 + int.from_bytes(raw[at : at + 4], "big")
+        if end > len(raw):
+            return raw
+        if raw[at + 4 : at + 8] in _PNG_VOLATILE:
+            dropped = True
+        else:
+            kept.append(raw[at:end])
+        at = end
+    return b"".join(kept) if dropped and at == len(raw) else raw
+
+
 def _image_data(mime: str, value: Any) -> str | None:
-    """``value`` as clean base64 if it is a PNG/JPEG in base64 (or raw bytes), else None."""
+    """``value`` as clean base64 if it is a PNG/JPEG in base64 (or raw bytes), else None.
+    PNG text and time chunks are dropped (see ``_PNG_VOLATILE``)."""
+    data = _checked_image_data(mime, value)
+    if data is None or mime != "image/png":
+        return data
+    raw = base64.b64decode(data)
+    clean = _strip_png_metadata(raw)
+    return data if clean is raw else base64.b64encode(clean).decode("ascii")
+
+
+def _checked_image_data(mime: str, value: Any) -> str | None:
     if isinstance(value, bytes):
         if value.startswith(_IMAGE_MAGIC[mime]):
             return base64.b64encode(value).decode("ascii")
