@@ -61,16 +61,16 @@ SCRIPTS: dict[str, list[Reply]] = {
         ),
         use_tools(
             call("run_python", {"code": PLOT}, id="call_plot_revenue"),
-            text="Six rows, two regions, three months, no missing values. Now the totals "
-            "by month and a bar chart:",
+            text="Eight orders over four months, no missing values. Now the totals by "
+            "month and a bar chart:",
         ),
         say(
-            "`sales` has 6 rows: `month` and `region` (text), `revenue` (float) and `units` "
-            "(int), with no missing values.\n\n"
+            "`sales` has 8 rows, two orders a month for months 1 to 4: `month` and `units` "
+            "(integers) and `revenue` (float), with no missing values.\n\n"
             "Total revenue by month, kept in `by_month`:\n\n"
-            "| month | revenue |\n|---|---:|\n| 2024-01 | 2,100 |\n| 2024-02 | 2,450 |\n"
-            "| 2024-03 | 2,750 |\n\n"
-            "Revenue grows every month, by about 15 % overall per month; March is the best.",
+            "| month | revenue |\n|---:|---:|\n| 1 | 2,100 |\n| 2 | 2,450 |\n"
+            "| 3 | 2,750 |\n| 4 | 3,050 |\n\n"
+            "Revenue grows every month, by 300 to 350 a month; month 4 is the best.",
             words_per_chunk=4,
         ),
     ],
