@@ -7,34 +7,26 @@ Uses Debian's chromium (``apt-get install chromium``) through pip playwright wit
 from __future__ import annotations
 
 import base64
-import json
-import os
 import re
-import shutil
-import socket
 import struct
-import subprocess
-import sys
-import time
-import urllib.request
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-import nbformat
 import pytest
 
-from kernel.frontend import kernel_env
+from browser._jupyter import (
+    ARTIFACTS,
+    TOKEN,
+    chromium,
+    jupyter_server,
+    needs_chromium,
+    write_notebook,
+)
 from nbagent.testing import ScriptedServer, call, say, use_tools
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = Path(os.environ.get("NBAGENT_ARTIFACTS", ROOT / "test-artifacts"))
-
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists(),
-    reason="needs Debian's chromium (apt-get install chromium; .ci/run installs it)",
-)
+pytestmark = needs_chromium
 
 XSS = (
     "Careful: <img src=x onerror=\"window.__nbagent_xss='img'\"> "
@@ -92,99 +84,22 @@ plot = function_tool(_plot, name="plot", policy="allow")
 """.replace("PNG_DATA", png(60, 30))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     home = tmp_path_factory.mktemp("lab")
-    settings = home / "user-settings" / "@jupyterlab" / "apputils-extension"
-    settings.mkdir(parents=True)
-    (settings / "notification.jupyterlab-settings").write_text(
-        json.dumps({"fetchNews": "false", "checkForUpdates": False})
-    )
-    port, token = free_port(), "nbagent-test"
-    env = kernel_env(
-        JUPYTERLAB_SETTINGS_DIR=str(home / "user-settings"),
-        JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"),
-        JUPYTER_RUNTIME_DIR=str(home / "runtime"),
-    )
-    log = (home / "lab.log").open("w")
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jupyterlab",
-            "--no-browser",
-            "--allow-root",
-            f"--port={port}",
-            "--ip=127.0.0.1",
-            f"--IdentityProvider.token={token}",
-            f"--ServerApp.root_dir={home}",
-            "--LabApp.news_url=None",
-            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2).close()
-            break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                log.close()
-                raise RuntimeError((home / "lab.log").read_text()[-3000:]) from None
-            time.sleep(0.2)
-    try:
-        yield f"{base}/lab/tree/{{name}}?reset&token={token}", home
-    finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
+    with jupyter_server(
+        "jupyterlab",
+        home,
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ) as base:
+        yield f"{base}/lab/tree/{{name}}?reset&token={TOKEN}", home
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-def write_notebook(home: Path, name: str, *sources: str) -> None:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nbformat.write(nb, home / name)
+def browser() -> Iterator[Any]:
+    with chromium() as running:
+        yield running
 
 
 def test_click_approve_in_jupyterlab_and_nothing_from_the_model_runs(
