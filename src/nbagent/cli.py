@@ -36,9 +36,7 @@ def _write(data: dict[str, Any], path: Path) -> None:
 def _stores(notebook: Path, store: str | None) -> list[SessionStore]:
     if store:
         return [SessionStore(store)]
-    notebook = notebook.resolve()
-    named = default_store_root(str(notebook))
-    return [SessionStore(named), SessionStore(named.parent / "kernel")]
+    return [SessionStore(default_store_root(str(notebook.resolve())))]
 
 
 def pack(notebook: Path, session: str | None, store: str | None) -> int:
@@ -61,7 +59,11 @@ def pack(notebook: Path, session: str | None, store: str | None) -> int:
                     entries.setdefault(entry["fingerprint"], entry)
     if not found_sessions:
         where = ", ".join(str(s.root) for s in _stores(notebook, store))
-        raise SystemExit(f"nbagent: no session log found for {notebook.name} (looked in {where})")
+        raise SystemExit(
+            f"nbagent: no session log found for {notebook.name} (looked in {where}); when the "
+            "kernel did not know the notebook's name its sessions are in .nbagent/kernel: "
+            "pass --store .nbagent/kernel"
+        )
     meta = data.setdefault("metadata", {}).setdefault("nbagent", {})
     known = {e["fingerprint"]: e for e in meta.get("recordings") or ()}
     known.update(entries)
