@@ -54,6 +54,22 @@ async def test_a_recorded_run_replays_offline_and_tools_run_again() -> None:
     assert result.usage.total_tokens == sum(sum(e.usage) for e in recorded)
 
 
+async def test_a_replay_shows_the_recorded_cost_whatever_the_prices_are_now() -> None:
+    book = RecordBook()
+    model = ReplayModel(ScriptedModel(script(), usd_per_1k_tokens=0.5), book)
+    async with Session(model, tools=[add], approval="all") as session:
+        live = await session.ask("2+3?")
+    recorded = model.take_used()
+    assert [e.cost for e in recorded] == [sum(e.usage) * 0.5 / 1000 for e in recorded]
+    assert Recorded.from_json(recorded[0].to_json(), "here").cost == recorded[0].cost
+    # replayed where the price map says something else (or the model is unknown): same cost
+    for price in (5.0, None):
+        offline = ReplayModel(ScriptedModel(usd_per_1k_tokens=price), book, "replay")
+        async with Session(offline, tools=[add], approval="all") as session:
+            again = await session.ask("2+3?")
+        assert again.usage.cost_usd == live.usage.cost_usd > 0 and again.usage.cost_known
+
+
 async def test_a_changed_message_fails_replay_mode_with_what_differs() -> None:
     book = RecordBook()
     await record(book)

@@ -15,8 +15,10 @@ with an error that names the closest recording and the first message that differ
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import sys
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,6 +27,7 @@ from typing import Any, Literal
 from .errors import ModelError
 from .model import (
     FinishChunk,
+    LiteLLMModel,
     Model,
     ModelChunk,
     ModelRequest,
@@ -32,6 +35,7 @@ from .model import (
     ResponseAccumulator,
     ToolCallFragment,
     UsageChunk,
+    import_litellm,
 )
 
 SCHEMA = 1
@@ -127,6 +131,9 @@ class Recorded:
     """[{"id", "name", "arguments"}] with arguments as the model sent them."""
     finish_reason: str = "stop"
     usage: list[int] = field(default_factory=lambda: [0, 0])
+    cost: float | None = None
+    """What the response cost when it was recorded: a replay shows the same figure (no
+    price-map lookup, so prices that changed since do not change the output)."""
     shape: list[list[str]] = field(default_factory=list)
     tools: str = ""
     params: str = ""
@@ -345,13 +352,20 @@ class ReplayModel:
         self.untrusted_replay = False
         self.used: list[Recorded] = []
         """Entries used or made since :meth:`take_used` was last called, in order."""
+        self._last: Recorded | None = None
+        """The entry of the latest response (replayed or recorded), for :meth:`cost`."""
 
     @property
     def name(self) -> str:
         return self.inner.name
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
-        return self.inner.cost(prompt_tokens, completion_tokens)
+        last = self._last
+        if last is None or last.usage != [prompt_tokens, completion_tokens]:
+            return self.inner.cost(prompt_tokens, completion_tokens)
+        if last.cost is None:
+            last.cost = self.inner.cost(prompt_tokens, completion_tokens)
+        return last.cost
 
     def take_used(self) -> list[Recorded]:
         used, self.used = self.used, []
@@ -360,11 +374,13 @@ class ReplayModel:
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
         key = RequestKey.of(self.name, request)
         self.untrusted_replay = False
+        self._last = None
         if self.mode in ("auto", "replay"):
             hit = self.book.get(key.fingerprint)
             if hit is not None:
                 self.untrusted_replay = not (self.trust or self.book.trusted(key.fingerprint))
                 self.used.append(hit)
+                self._last = hit
                 for chunk in hit.chunks():
                     yield chunk
                 return
@@ -374,6 +390,10 @@ class ReplayModel:
                     + self.book.explain(key, self.name, canonical_messages(request.messages))
                     + ". Run the cell with --replay auto to go live and record it."
                 )
+        if "litellm" not in sys.modules and isinstance(self.inner, LiteLLMModel):
+            # Going live: the first import takes ~2 s, off the loop so the page stays live
+            # (a notebook whose requests all replay never imports litellm).
+            await asyncio.to_thread(import_litellm)
         acc = ResponseAccumulator()
         stream = self.inner.stream(request)
         try:
@@ -403,3 +423,4 @@ class ReplayModel:
         )
         self.book.add(entry, trusted=True)
         self.used.append(entry)
+        self._last = entry
