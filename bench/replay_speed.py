@@ -43,7 +43,7 @@ async def main() -> None:
     async with nbagent.Session(live, tools=[lookup], approval="readonly") as session:
         for prompt in prompts(args.turns):
             await session.ask(prompt)
-    shared = RecordBook(live.take_used())  # as read from a notebook: not trusted
+    shared = RecordBook(book.entries())  # as read from a notebook: not trusted
     replay = ReplayModel(ScriptedModel(), shared, "replay")
     durations = []
     async with nbagent.Session(replay, tools=[lookup], approval="readonly") as session:

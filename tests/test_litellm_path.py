@@ -10,7 +10,7 @@ import pytest
 import nbagent
 from conftest import FAST_RETRY, collect, finished, of_type
 from nbagent import LiteLLMModel, Session, TextDelta, ToolFinished, tool
-from nbagent._history import is_valid
+from nbagent.conversation import is_valid
 from nbagent.testing import ScriptedServer, call, cut, http_error, say, stall, use_tools
 
 MODEL = "openai/gpt-4o-mini"

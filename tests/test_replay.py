@@ -34,11 +34,24 @@ def script() -> list[nbagent.testing.Reply]:
     return [use_tools(call("add", {"a": 2, "b": 3})), say("It is 5.")]
 
 
+async def ask_traced(
+    session: Session, book: RecordBook, prompt: str
+) -> tuple[nbagent.RunResult, list[Recorded]]:
+    """Run a turn; also return the recorded entries its responses came from or went to
+    (each response's provenance names its entry)."""
+    with session.subscribe() as events:
+        result = await session.ask(prompt)
+        responses = [e for e in events.drain() if isinstance(e, nbagent.ModelResponded)]
+    entries = [book.get(r.provenance.fingerprint) for r in responses if r.provenance]
+    return result, [e for e in entries if e is not None]
+
+
 async def record(book: RecordBook, prompt: str = "2+3?") -> list[Recorded]:
     model = ReplayModel(ScriptedModel(script()), book)
     async with Session(model, tools=[add], approval="all") as session:
-        assert (await session.ask(prompt)).text == "It is 5."
-    return model.take_used()
+        result, used = await ask_traced(session, book, prompt)
+    assert result.text == "It is 5."
+    return used
 
 
 async def test_a_recorded_run_replays_offline_and_tools_run_again() -> None:
@@ -48,9 +61,9 @@ async def test_a_recorded_run_replays_offline_and_tools_run_again() -> None:
     calls.clear()
     offline = ReplayModel(ScriptedModel(), book, "replay")  # the inner model has nothing
     async with Session(offline, tools=[add], approval="all") as session:
-        result = await session.ask("2+3?")
+        result, used = await ask_traced(session, book, "2+3?")
     assert result.text == "It is 5." and calls == [5]  # the tool ran again, for real
-    assert [e.fingerprint for e in offline.take_used()] == [e.fingerprint for e in recorded]
+    assert [e.fingerprint for e in used] == [e.fingerprint for e in recorded]
     assert result.usage.total_tokens == sum(sum(e.usage) for e in recorded)
 
 
@@ -58,8 +71,7 @@ async def test_a_replay_shows_the_recorded_cost_whatever_the_prices_are_now() ->
     book = RecordBook()
     model = ReplayModel(ScriptedModel(script(), usd_per_1k_tokens=0.5), book)
     async with Session(model, tools=[add], approval="all") as session:
-        live = await session.ask("2+3?")
-    recorded = model.take_used()
+        live, recorded = await ask_traced(session, book, "2+3?")
     assert [e.cost for e in recorded] == [sum(e.usage) * 0.5 / 1000 for e in recorded]
     assert Recorded.from_json(recorded[0].to_json(), "here").cost == recorded[0].cost
     # replayed where the price map says something else (or the model is unknown): same cost
@@ -96,13 +108,13 @@ async def test_live_mode_records_nothing_and_record_mode_ignores_recordings() ->
     await record(book)
     live = ReplayModel(ScriptedModel(script()), book, "live")
     async with Session(live, tools=[add], approval="all") as session:
-        await session.ask("2+3?")
-    assert live.take_used() == [] and len(book) == 2
+        _, used = await ask_traced(session, book, "2+3?")
+    assert used == [] and len(book) == 2
     fresh = ScriptedModel(script())
     recording = ReplayModel(fresh, book, "record")
     async with Session(recording, tools=[add], approval="all") as session:
-        await session.ask("2+3?")
-    assert len(fresh.requests) == 2 and len(recording.take_used()) == 2
+        _, used = await ask_traced(session, book, "2+3?")
+    assert len(fresh.requests) == 2 and len(used) == 2
 
 
 def test_fingerprints_ignore_call_ids_and_key_order() -> None:
@@ -127,7 +139,7 @@ def test_fingerprints_ignore_call_ids_and_key_order() -> None:
 async def test_replayed_side_effects_need_trust() -> None:
     trusted = RecordBook()
     await record(trusted)
-    untrusted = RecordBook([e for e in [trusted.get(f) for f in list(trusted._entries)] if e])
+    untrusted = RecordBook(trusted.entries())
     calls.clear()
     model = ReplayModel(ScriptedModel(), untrusted, "replay")
     async with Session(model, tools=[add], approval="all") as session:
@@ -146,8 +158,8 @@ async def test_read_only_tools_replay_without_trust() -> None:
     book = RecordBook()
     model = ReplayModel(ScriptedModel([use_tools(call("peek", {"name": "x"})), say("ok")]), book)
     async with Session(model, tools=[peek], approval="readonly") as session:
-        await session.ask("look")
-    untrusted = RecordBook(model.take_used())
+        _, used = await ask_traced(session, book, "look")
+    untrusted = RecordBook(used)
     replay = ReplayModel(ScriptedModel(), untrusted, "replay")
     async with Session(replay, tools=[peek], approval="readonly") as session:
         events = await collect(session, "look", on_approval=None)

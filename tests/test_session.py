@@ -24,7 +24,7 @@ from nbagent import (
     ToolFinished,
     tool,
 )
-from nbagent._history import is_valid
+from nbagent.conversation import is_valid
 from nbagent.testing import ScriptedModel, call, cut, http_error, say, stall, use_tools
 
 

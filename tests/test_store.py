@@ -18,7 +18,7 @@ import pytest
 import nbagent
 from conftest import collect, finished, of_type
 from nbagent import ApprovalRequested, Session, tool
-from nbagent._history import is_valid
+from nbagent.conversation import is_valid
 from nbagent.errors import LogFormatError, LogSchemaError, SessionLockedError, StoreError
 from nbagent.store import (
     SessionStore,
@@ -30,6 +30,7 @@ from nbagent.store import (
     rewind_to_checkpoint,
     undo,
 )
+from nbagent.store._records import EventRecord
 from nbagent.testing import ScriptedModel, ScriptedServer, call, say, stall, use_tools
 
 
@@ -433,8 +434,7 @@ async def test_a_call_running_when_the_kernel_died_is_not_run_again(tmp_path: Pa
     recorder.flush()
     # as if the kernel died while the tool ran: the log ends after tool_started
     log = recorder.log
-    log.write([{"type": "event", "event": {"kind": "tool_started", "run_id": "r",
-                                            "tool_call_id": "c1", "name": "add"}}])  # fmt: skip
+    log.write([EventRecord(event=nbagent.ToolStarted(run_id="r", tool_call_id="c1", name="add"))])
     state = log.load()
     assert state.messages[-1] == {
         "role": "tool", "tool_call_id": "c1", "content": nbagent.store.INTERRUPTED_RESULT,
@@ -495,8 +495,10 @@ def test_sessions_can_be_listed_summarised_and_deleted(tmp_path: Path) -> None:
         store.open("../escape")
 
 
-def test_session_type_is_unchanged_by_recording() -> None:
-    assert attach is nbagent.store.attach and issubclass(
-        nbagent.store.SessionRecorder, nbagent.Hooks
-    )
-    assert Session is nbagent.Session
+async def test_recording_leaves_the_session_as_it_is(tmp_path: Path) -> None:
+    async with Session(ScriptedModel([say("a")])) as session:
+        recorder = attach(session, SessionStore(tmp_path).open("s"))
+        assert type(session) is nbagent.Session and session.hooks == []
+        await session.ask("1")
+        await recorder.aclose()
+    assert SessionStore(tmp_path).load("s").messages == session.messages

@@ -16,7 +16,7 @@ from collections.abc import Coroutine
 from typing import Any, Literal
 
 from .errors import NbAgentError
-from .events import ApprovalRequested, RunFinished
+from .events import ApprovalRequested, ModelResponded, Provenance, RunFinished
 from .model import LiteLLMModel, import_litellm
 from .render import MimeBundle, Transcript
 from .replay import SCHEMA as RECORDING_SCHEMA
@@ -205,6 +205,8 @@ class CellRun:
         self.handle: Any = None
         self.handle_run: RunHandle | None = None
         self.metadata: dict[str, Any] = {}
+        self.provenances: list[Provenance] = []
+        """Where each response of the run came from (its recording goes in the output)."""
         self.flush_interval = flush_interval
         self.text_sync_interval = text_sync_interval
 
@@ -249,8 +251,6 @@ class CellRun:
         if "litellm" not in sys.modules and isinstance(self.session.model, LiteLLMModel):
             # The first import takes ~2 s: do it off the loop so the page stays live.
             await asyncio.to_thread(import_litellm)
-        if isinstance(self.session.model, ReplayModel):
-            self.session.model.take_used()  # only this run's responses go in its output
         events = self.session.subscribe()
         try:
             if self.resume:
@@ -303,6 +303,8 @@ class CellRun:
                 if getattr(event, "run_id", None) != run_id:
                     continue
                 feed(event)
+                if isinstance(event, ModelResponded) and event.provenance is not None:
+                    self.provenances.append(event.provenance)
                 if headless and isinstance(event, ApprovalRequested):
                     self._deny_headless(event)
                 elif isinstance(event, RunFinished):
@@ -327,7 +329,8 @@ class CellRun:
     def _finish(self, outcome: RunResult | None = None) -> None:
         model = self.session.model
         if isinstance(model, ReplayModel):
-            used = [entry.to_json() for entry in model.take_used()]
+            entries = [model.book.get(p.fingerprint) for p in self.provenances]
+            used = [entry.to_json() for entry in entries if entry is not None]
             if used:
                 results = [
                     tool_result_record(c.name, c.arguments, c.result, c.status)
@@ -348,7 +351,7 @@ class CellRun:
                 if recorder is not None and not recorder.log.closed:
                     # The log keeps them too, for `nbagent pack`.
                     with contextlib.suppress(NbAgentError):
-                        recorder.log.write([{"type": "recording", "entries": used}])
+                        recorder.log.recording(used)
         if self.handle is not None:
             self.handle.update(self.transcript.mimebundle(), raw=True, metadata=self.metadata)
         self._close_view()

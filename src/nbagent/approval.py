@@ -54,10 +54,19 @@ class AllowRule:
         return True
 
 
+UNTRUSTED_REPLAY = (
+    "this call was replayed from a recording made elsewhere and is not read-only; trust the "
+    "recording with NBAGENT_TRUST=1 (or %config NBAgent.trust = True) to let it run"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class PolicyDecision:
     verdict: Verdict
     reason: str
+    untrusted_replay: bool = False
+    """The call comes from a recording without trust: a person must decide, and if the
+    call does not run the replay cannot go on."""
 
 
 @dataclass
@@ -75,8 +84,21 @@ class ApprovalPolicy:
                 f"approval mode must be one of {', '.join(APPROVAL_MODES)}, not {self.mode!r}"
             )
 
-    def decide(self, tool: Tool, arguments: dict[str, Any]) -> PolicyDecision:
-        """Decide a call by policy, or say that a person must be asked."""
+    def decide(
+        self, tool: Tool, arguments: dict[str, Any], *, untrusted_replay: bool = False
+    ) -> PolicyDecision:
+        """Decide a call by policy, or say that a person must be asked.
+
+        ``untrusted_replay``: the call was replayed from a recording made elsewhere that
+        nobody trusted; unless denied anyway, a call that is not read-only then needs a
+        person (someone else's recording must not run side effects because it replays).
+        """
+        verdict = self._decide(tool, arguments)
+        if untrusted_replay and not tool.read_only and verdict.verdict != "deny":
+            return PolicyDecision("ask", UNTRUSTED_REPLAY, untrusted_replay=True)
+        return verdict
+
+    def _decide(self, tool: Tool, arguments: dict[str, Any]) -> PolicyDecision:
         if tool.policy == "deny":
             return PolicyDecision("deny", f"the tool {tool.name} is set to deny")
         if tool.policy == "allow":

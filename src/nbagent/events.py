@@ -100,6 +100,22 @@ class ReasoningDelta:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Provenance:
+    """Where a model response came from; a recording model streams it with the response."""
+
+    source: Literal["live", "replayed"]
+    """``live``: the provider answered (and the response was recorded); ``replayed``: it
+    was served from a recording."""
+    fingerprint: str
+    """The request fingerprint the response is recorded under."""
+    trusted: bool = True
+    """False for a response replayed from a recording this machine has no trust for: its
+    side-effecting tool calls need a person (see ``ApprovalPolicy.decide``)."""
+    cost_usd: float | None = None
+    """The cost recorded with the response (a replay shows the recorded figure)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ModelResponded:
     """One model response is complete (text and tool calls assembled)."""
 
@@ -117,6 +133,8 @@ class ModelResponded:
     response that broke off (its partial text is kept in the conversation)."""
     message: dict[str, Any]
     """The assistant message as it enters the conversation (OpenAI format)."""
+    provenance: Provenance | None = None
+    """Where the response came from, when the model records or replays (else None)."""
     kind: Literal["model_responded"] = "model_responded"
 
 

@@ -23,7 +23,7 @@ from .errors import (
     ProviderRequestError,
     ProviderTransientError,
 )
-from .events import ToolCall
+from .events import Provenance, ToolCall
 
 
 @dataclass(slots=True)
@@ -64,8 +64,9 @@ class FinishChunk:
     reason: str
 
 
-ModelChunk = str | ReasoningChunk | ToolCallFragment | UsageChunk | FinishChunk
-"""One streamed item: ``str`` is answer text."""
+ModelChunk = str | ReasoningChunk | ToolCallFragment | UsageChunk | FinishChunk | Provenance
+"""One streamed item: ``str`` is answer text; a recording model ends a response with its
+:class:`~nbagent.events.Provenance`."""
 
 
 class Model(Protocol):
@@ -98,7 +99,7 @@ class ResponseAccumulator:
     that drop ids on later deltas). Arguments may arrive as string pieces or whole dicts.
     """
 
-    __slots__ = ("_reasoning", "_slots", "_text", "finish_reason", "usage")
+    __slots__ = ("_reasoning", "_slots", "_text", "finish_reason", "provenance", "usage")
 
     def __init__(self) -> None:
         self._text: list[str] = []
@@ -106,6 +107,7 @@ class ResponseAccumulator:
         self._slots: list[_Slot] = []
         self.finish_reason: str | None = None
         self.usage: UsageChunk | None = None
+        self.provenance: Provenance | None = None
 
     @property
     def text(self) -> str:
@@ -130,6 +132,8 @@ class ResponseAccumulator:
             self.usage = chunk
         elif isinstance(chunk, FinishChunk):
             self.finish_reason = chunk.reason
+        elif isinstance(chunk, Provenance):
+            self.provenance = chunk
 
     def _slot_for(self, fragment: ToolCallFragment) -> _Slot:
         if fragment.index is not None:

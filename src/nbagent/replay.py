@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import ModelError
+from .events import Provenance
 from .model import (
     FinishChunk,
     LiteLLMModel,
@@ -188,9 +189,17 @@ class RecordBook:
         return len(self._entries)
 
     def add(self, entry: Recorded, *, trusted: bool) -> None:
-        self._entries.setdefault(entry.fingerprint, entry)
+        """Keep ``entry``. A trusted one (recorded live here) replaces the entry it answers;
+        one read from a file never replaces what is known."""
         if trusted:
+            self._entries[entry.fingerprint] = entry
             self._trusted.add(entry.fingerprint)
+        else:
+            self._entries.setdefault(entry.fingerprint, entry)
+
+    def entries(self) -> list[Recorded]:
+        """Every recorded response, in the order they were added."""
+        return list(self._entries.values())
 
     def get(self, fingerprint: str) -> Recorded | None:
         return self._entries.get(fingerprint)
@@ -338,8 +347,9 @@ class RecordedTool:
 class ReplayModel:
     """Wraps a model: answers recorded requests from the book, records live ones.
 
-    After each response, ``untrusted_replay`` tells whether it came from a recording this
-    kernel did not make (its tool calls then need a person, or an explicit trust).
+    Each response ends with its :class:`~nbagent.events.Provenance` (replayed or live, the
+    fingerprint it is recorded under, whether it is trusted, its recorded cost), which the
+    session keeps in ``ModelResponded``; the model itself keeps no per-response state.
     """
 
     def __init__(
@@ -349,40 +359,27 @@ class ReplayModel:
         self.book = book
         self.mode: ReplayMode = mode
         self.trust = trust
-        self.untrusted_replay = False
-        self.used: list[Recorded] = []
-        """Entries used or made since :meth:`take_used` was last called, in order."""
-        self._last: Recorded | None = None
-        """The entry of the latest response (replayed or recorded), for :meth:`cost`."""
 
     @property
     def name(self) -> str:
         return self.inner.name
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
-        last = self._last
-        if last is None or last.usage != [prompt_tokens, completion_tokens]:
-            return self.inner.cost(prompt_tokens, completion_tokens)
-        if last.cost is None:
-            last.cost = self.inner.cost(prompt_tokens, completion_tokens)
-        return last.cost
-
-    def take_used(self) -> list[Recorded]:
-        used, self.used = self.used, []
-        return used
+        return self.inner.cost(prompt_tokens, completion_tokens)
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
         key = RequestKey.of(self.name, request)
-        self.untrusted_replay = False
-        self._last = None
         if self.mode in ("auto", "replay"):
             hit = self.book.get(key.fingerprint)
             if hit is not None:
-                self.untrusted_replay = not (self.trust or self.book.trusted(key.fingerprint))
-                self.used.append(hit)
-                self._last = hit
                 for chunk in hit.chunks():
                     yield chunk
+                yield Provenance(
+                    source="replayed",
+                    fingerprint=key.fingerprint,
+                    trusted=self.trust or self.book.trusted(key.fingerprint),
+                    cost_usd=hit.cost,
+                )
                 return
             if self.mode == "replay":
                 raise ReplayError(
@@ -406,6 +403,7 @@ class ReplayModel:
                 await aclose()
         if acc.finish_reason is None or self.mode == "live":
             return  # a broken stream is not recorded; live mode records nothing
+        usage = [acc.usage.prompt_tokens, acc.usage.completion_tokens] if acc.usage else [0, 0]
         entry = Recorded(
             fingerprint=key.fingerprint,
             model=self.name,
@@ -416,11 +414,11 @@ class ReplayModel:
                 for c in acc.tool_calls()
             ],
             finish_reason=acc.finish_reason,
-            usage=[acc.usage.prompt_tokens, acc.usage.completion_tokens] if acc.usage else [0, 0],
+            usage=usage,
+            cost=self.inner.cost(usage[0], usage[1]) if acc.usage else None,
             shape=key.shape,
             tools=key.tools,
             params=key.params,
         )
         self.book.add(entry, trusted=True)
-        self.used.append(entry)
-        self._last = entry
+        yield Provenance(source="live", fingerprint=key.fingerprint, cost_usd=entry.cost)

@@ -7,18 +7,21 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..conversation import INTERRUPTED_RESULT
 from ..model import Model
 from ..session import DEFAULT_MODEL, Session
-from ._fold import INTERRUPTED_RESULT, SCHEMA, Checkpoint, LogState
+from ._fold import Checkpoint, LogState
 from ._lock import is_locked
 from ._log import SessionLog, SessionStore, SessionSummary, fold_log
 from ._ops import compact, rewind_before_tag, rewind_to_checkpoint, rewind_to_seq, undo
 from ._recorder import SessionRecorder, attach
+from ._records import SCHEMA, LogRecord, record_adapter
 
 __all__ = [
     "INTERRUPTED_RESULT",
     "SCHEMA",
     "Checkpoint",
+    "LogRecord",
     "LogState",
     "SessionLog",
     "SessionRecorder",
@@ -29,6 +32,7 @@ __all__ = [
     "default_store_root",
     "fold_log",
     "is_locked",
+    "record_adapter",
     "restore_session",
     "rewind_before_tag",
     "rewind_to_checkpoint",
@@ -83,11 +87,9 @@ def restore_session(
         session = Session(
             model or state.model or default_model,
             session_id=state.session_id or None,
-            messages=state.messages,
+            conversation=state.conversation,
             **session_options,
         )
-        session.usage = state.usage
-        session.runs = state.runs
         recorder = attach(session, log, titles=titles)
     except BaseException:
         log.close()

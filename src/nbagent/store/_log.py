@@ -21,16 +21,19 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StoreError
-from ._fold import (
-    SCHEMA,
-    Checkpoint,
-    Folder,
-    LogState,
-    active_records,
-    checkpoint_from,
-    parse_lines,
-)
+from ._fold import Checkpoint, Folder, LogState, active_records, checkpoint_from, parse_lines
 from ._lock import SessionLock, is_locked
+from ._records import (
+    CheckpointRecord,
+    CompactionRecord,
+    ForkPoint,
+    HeaderRecord,
+    LogRecord,
+    MetaRecord,
+    RecordingRecord,
+    RewindRecord,
+    record_to_line,
+)
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 
@@ -44,7 +47,7 @@ def check_name(name: str) -> str:
     return name
 
 
-def _read_records(path: Path, *, skip_bad_lines: bool = False) -> list[dict[str, Any]]:
+def _read_records(path: Path, *, skip_bad_lines: bool = False) -> list[LogRecord]:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -88,15 +91,18 @@ def fold_log(
     if not records:
         raise StoreError(f"there is no session log {path}")
     header = records[0]
-    forked = header.get("forked_from")
-    if forked:
-        base = fold_log(store_root, forked["log"], upto=int(forked["seq"]))
+    forked = header.forked_from if isinstance(header, HeaderRecord) else None
+    if forked is not None:
+        if forked.log == name:
+            raise StoreError(f"{path}: the session is a fork of itself; the log was edited")
+        base = fold_log(store_root, forked.log, upto=forked.seq)
         base.name, base.checkpoints, base.run_starts = name, [], []
         base.interrupted_run, base.pending, base.last_seq = None, [], -1
         state = base
     else:
-        state = LogState(session_id=header.get("session_id", ""), name=name)
-    state.forked_from = forked
+        session_id = header.session_id if isinstance(header, HeaderRecord) else ""
+        state = LogState(session_id=session_id, name=name)
+    state.forked_from = {"log": forked.log, "seq": forked.seq} if forked else None
     chain = active_records(records, upto)
     folder = Folder(state)
     for record in chain:
@@ -104,16 +110,16 @@ def fold_log(
     state = folder.finish()
     on_chain = {id(r) for r in chain}
     state.checkpoints = [
-        checkpoint_from(r, id(r) in on_chain) for r in records if r["type"] == "checkpoint"
+        checkpoint_from(r, id(r) in on_chain) for r in records if isinstance(r, CheckpointRecord)
     ]
     state.title = state.title or _last_title(records)
     return state
 
 
-def _last_title(records: list[dict[str, Any]]) -> str | None:
+def _last_title(records: list[LogRecord]) -> str | None:
     for record in reversed(records):
-        if record["type"] == "meta" and record.get("title"):
-            return str(record["title"])
+        if isinstance(record, MetaRecord) and record.title:
+            return record.title
     return None
 
 
@@ -128,12 +134,13 @@ class SessionLog:
         self._file: Any = None
         self._next_seq = 0
         self._good_size = 0
-        self._unwritten: list[dict[str, Any]] = []
+        self._unwritten: list[bytes] = []
+        """Lines a failed write could not append yet (written with the next batch)."""
         self.last_checkpoint: str | None = None
 
     # -- opening --------------------------------------------------------------------------
 
-    def _open(self, header: dict[str, Any] | None) -> None:
+    def _open(self, header: HeaderRecord) -> None:
         self._lock.acquire()
         try:
             self._repair_tail()
@@ -147,7 +154,7 @@ class SessionLog:
                 raise StoreError(f"cannot write {self.path}: {exc.strerror}") from exc
             self._good_size = self._file.tell()
             if last is None:
-                self.write([header or {"type": "header"}], fsync=True)
+                self.write([header], fsync=True)
         except BaseException:
             self.close()
             raise
@@ -169,20 +176,15 @@ class SessionLog:
 
     # -- writing --------------------------------------------------------------------------
 
-    def write(self, records: list[dict[str, Any]], *, fsync: bool = False) -> None:
+    def write(self, records: list[LogRecord], *, fsync: bool = False) -> None:
         """Append ``records`` (each gets ``schema`` and ``seq``); raise StoreError if the
         disk refuses, keeping them to retry with the next write."""
         if self._file is None:
             raise StoreError(f"the session log {self.path} is closed")
         for record in records:
-            record["schema"] = SCHEMA
-            record["seq"] = self._next_seq
+            self._unwritten.append(record_to_line(record, self._next_seq))
             self._next_seq += 1
-        self._unwritten.extend(records)
-        lines = b"".join(
-            json.dumps(r, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
-            for r in self._unwritten
-        )
+        lines = b"".join(self._unwritten)
         try:
             self._file.write(lines)
             self._file.flush()
@@ -217,22 +219,21 @@ class SessionLog:
         turn: int = 0,
         summary: str = "",
         fsync: bool = False,
-        extra: dict[str, Any] | None = None,
+        before: int | None = None,
     ) -> str:
         """Write a checkpoint record at the current end of the log; return its id."""
         checkpoint_id = f"c{self._next_seq}"
-        record = {
-            "type": "checkpoint",
-            "id": checkpoint_id,
-            "parent": self.last_checkpoint,
-            "run_id": run_id,
-            "model": model,
-            "reason": reason,
-            "turn": turn,
-            "summary": summary[:120],
-            "at": time.time(),
-            **(extra or {}),
-        }
+        record = CheckpointRecord(
+            id=checkpoint_id,
+            parent=self.last_checkpoint,
+            run_id=run_id,
+            model=model,
+            reason=reason,
+            turn=turn,
+            summary=summary[:120],
+            at=time.time(),
+            before=before,
+        )
         self.write([record], fsync=fsync)
         self.last_checkpoint = checkpoint_id
         return checkpoint_id
@@ -242,23 +243,27 @@ class SessionLog:
         if not 0 <= to_seq < self._next_seq:
             raise StoreError(f"cannot rewind to seq {to_seq}: the log has {self._next_seq}")
         target = self._checkpoint_at(to_seq)
-        self.write([{"type": "rewind", "to_seq": to_seq}])
+        self.write([RewindRecord(to_seq=to_seq)])
         self.last_checkpoint = target
         return self.checkpoint(reason, summary=summary, fsync=True)
 
     def _checkpoint_at(self, seq: int) -> str | None:
         found = None
         for record in active_records(_read_records(self.path), seq):
-            if record["type"] == "checkpoint":
-                found = record["id"]
+            if isinstance(record, CheckpointRecord):
+                found = record.id
         return found
 
     def compaction(self, messages: list[dict[str, Any]], summary: str) -> str:
-        self.write([{"type": "compaction", "messages": messages, "summary": summary}])
+        self.write([CompactionRecord(messages=messages, summary=summary)])
         return self.checkpoint("compact", summary=summary, fsync=True)
 
-    def meta(self, **fields: Any) -> None:
-        self.write([{"type": "meta", **fields}], fsync=True)
+    def meta(self, *, title: str | None = None) -> None:
+        self.write([MetaRecord(title=title)], fsync=True)
+
+    def recording(self, entries: list[dict[str, Any]]) -> None:
+        """Keep the recorded model responses of a run (``nbagent pack`` collects them)."""
+        self.write([RecordingRecord(entries=entries)])
 
     # -- reading --------------------------------------------------------------------------
 
@@ -334,8 +339,8 @@ class SessionStore:
         """Open (creating if needed) and lock the log of ``name``."""
         self._ensure_root()
         log = SessionLog(self, name)
-        log._open({"type": "header", "session_id": session_id or uuid.uuid4().hex,
-                   "name": name, "created": time.time(), "forked_from": None})  # fmt: skip
+        log._open(HeaderRecord(session_id=session_id or uuid.uuid4().hex, name=name,
+                               created=time.time()))  # fmt: skip
         return log
 
     def fork(self, source: str, new_name: str, *, at_seq: int | None = None) -> SessionLog:
@@ -345,17 +350,22 @@ class SessionStore:
         records = _read_records(self.root / f"{check_name(source)}.jsonl")
         if not records:
             raise StoreError(f"there is no session named {source!r} to fork")
-        seq = records[-1]["seq"] if at_seq is None else at_seq
+        seq = records[-1].seq if at_seq is None else at_seq
         self._ensure_root()
         log = SessionLog(self, new_name)
-        log._open({"type": "header", "session_id": uuid.uuid4().hex, "name": new_name,
-                   "created": time.time(), "forked_from": {"log": source, "seq": seq}})  # fmt: skip
+        log._open(HeaderRecord(session_id=uuid.uuid4().hex, name=new_name, created=time.time(),
+                               forked_from=ForkPoint(log=source, seq=seq)))  # fmt: skip
         log.checkpoint("fork", summary=f"forked from {source} at seq {seq}", fsync=True)
         return log
 
     def load(self, name: str, *, skip_bad_lines: bool = False) -> LogState:
         """Rebuild session ``name`` without opening it for writing (no lock needed)."""
         return fold_log(self.root, check_name(name), skip_bad_lines=skip_bad_lines)
+
+    def recordings(self, name: str) -> list[dict[str, Any]]:
+        """Every recorded entry in the log of ``name``, oldest first (all branches)."""
+        records = _read_records(self.root / f"{check_name(name)}.jsonl", skip_bad_lines=True)
+        return [e for r in records if isinstance(r, RecordingRecord) for e in r.entries]
 
     def summary(self, name: str) -> SessionSummary:
         state = fold_log(self.root, name, skip_bad_lines=True)

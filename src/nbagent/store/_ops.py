@@ -18,10 +18,7 @@ COMPACT_PROMPT = (
 
 def _sync(recorder: SessionRecorder) -> None:
     recorder.flush()
-    state = recorder.log.load()
-    recorder.session.replace_history(state.messages)
-    recorder.session.runs = state.runs
-    recorder.session.usage = state.usage
+    recorder.session.restore(recorder.log.load().conversation)
 
 
 def rewind_to_seq(recorder: SessionRecorder, seq: int, *, reason: str = "rewind") -> str:

@@ -1,37 +1,38 @@
-"""Record a live session into its log, through the session's hooks and events.
+"""Record a live session into its log: a synchronous, ordered sink of the session's events.
 
-Writes happen at the run's baseline (the user message is in), after each model response,
-after each tool result, on error and at the end (before ``RunFinished`` reaches anyone,
-so a finished run is always on disk). Streamed deltas are coalesced and written on a
-short timer, never per token: a killed kernel loses at most one timer period of text.
+The session hands every event to its sinks before any subscriber sees it, in order, so a
+``RunFinished`` is on disk before anyone hears of it and nothing is written twice. Events
+are written as they happen, with checkpoints at the run's baseline (the user message is
+in), after each model response, after each tool result, on error and at the end. Streamed
+deltas are buffered and written by a timer armed on the first buffered delta, never per
+token: a killed kernel loses at most one timer period of text.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
 
-from .._fanout import Subscription
 from ..events import (
+    ErrorOccurred,
     Event,
     ModelResponded,
     ReasoningDelta,
     RunFinished,
+    RunStarted,
+    StateChanged,
     TextDelta,
-    ToolCall,
     ToolFinished,
-    event_adapter,
 )
-from ..hooks import Hooks, RunContext
 from ..model import ModelRequest
 from ..session import Session
 from ._log import SessionLog
+from ._records import EventRecord, LogRecord
 
-_SKIPPED = frozenset({"state_changed"})
+_Delta = TextDelta | ReasoningDelta
 
 
-class SessionRecorder(Hooks):
+class SessionRecorder:
     """Keeps ``log`` in step with ``session``. Use :func:`attach` to make one."""
 
     def __init__(
@@ -42,120 +43,110 @@ class SessionRecorder(Hooks):
         self.log = log
         self.flush_interval = flush_interval
         self.titles = titles
-        self._events: Subscription = session.subscribe()
-        self._written_finish: RunFinished | None = None
-        self._ticker: asyncio.Task[None] | None = None
+        self._deltas: list[_Delta] = []
+        self._timer: asyncio.TimerHandle | None = None
         self._title_task: asyncio.Task[None] | None = None
-        self._before_run: int = -1
 
-    # -- buffering ------------------------------------------------------------------------
+    # -- the sink -------------------------------------------------------------------------
 
-    def _records(self, events: list[Event]) -> list[dict[str, Any]]:
-        """Turn events into records. Consecutive deltas become one record; deltas of a
-        response that is complete in the same batch are dropped (it carries the text)."""
-        last_response = {e.run_id: i for i, e in enumerate(events) if e.kind == "model_responded"}
-        records: list[dict[str, Any]] = []
-        texts: list[str] | None = None
-        for index, event in enumerate(events):
-            kind = event.kind
-            if kind in _SKIPPED or event is self._written_finish:
-                continue
-            if isinstance(event, (TextDelta, ReasoningDelta)):
-                if index < last_response.get(event.run_id, -1):
-                    continue
-                if texts is not None and records[-1]["event"]["kind"] == kind:
-                    texts.append(event.text)
-                    continue
-                texts = [event.text]
+    def accept(self, event: Event) -> None:
+        """Take one event (called by the session, in order, before subscribers see it)."""
+        if isinstance(event, (TextDelta, ReasoningDelta)):
+            self._deltas.append(event)
+            self._arm()
+            return
+        if isinstance(event, StateChanged):
+            return
+        if isinstance(event, ModelResponded):
+            # the response carries the text: its buffered deltas need not be written
+            self._deltas = [d for d in self._deltas if d.run_id != event.run_id]
+        self.flush()
+        before = self.log.next_seq - 1
+        self.log.write([EventRecord(event=event)], fsync=isinstance(event, RunFinished))
+        model = self.session.model.name
+        runs = self.session.runs
+        log = self.log
+        if isinstance(event, RunStarted):
+            log.checkpoint(
+                "input", run_id=event.run_id, model=model, turn=runs,
+                summary=event.prompt or "(resumed)", before=before,
+            )  # fmt: skip
+        elif isinstance(event, ModelResponded):
+            calls = ", ".join(c.name for c in event.tool_calls)
+            log.checkpoint(
+                "model_response", run_id=event.run_id, model=model, turn=runs,
+                summary=f"calls {calls}" if calls else event.text,
+            )  # fmt: skip
+        elif isinstance(event, ToolFinished):
+            log.checkpoint(
+                "tool_results", run_id=event.run_id, model=model, turn=runs,
+                summary=f"{event.name}: {event.status}", fsync=True,
+            )  # fmt: skip
+        elif isinstance(event, ErrorOccurred) and event.run_id is not None:
+            log.checkpoint(
+                "error", run_id=event.run_id, model=model, turn=runs, summary=event.message,
+                fsync=True,
+            )  # fmt: skip
+        elif isinstance(event, RunFinished):
+            log.checkpoint(
+                "end", run_id=event.run_id, model=model, turn=runs,
+                summary=event.text or event.status, fsync=True,
+            )  # fmt: skip
+            if self.titles and runs == 1 and event.status == "completed":
+                self._start_title()
+
+    def _delta_records(self) -> list[LogRecord]:
+        """The buffered deltas, consecutive ones of a kind joined into one record."""
+        records: list[LogRecord] = []
+        parts: list[str] = []
+        last: _Delta | None = None
+        for delta in self._deltas:
+            if last is not None and (type(delta), delta.run_id) != (type(last), last.run_id):
                 records.append(
-                    {
-                        "type": "event",
-                        "event": {"kind": kind, "run_id": event.run_id, "text": texts},
-                    }
+                    EventRecord(event=type(last)(run_id=last.run_id, text="".join(parts)))
                 )
-                continue
-            texts = None
-            if kind == "run_started":
-                self._before_run = self.log.next_seq + len(records) - 1
-            records.append({"type": "event", "event": _as_dict(event)})
-        for record in records:
-            text = record["event"].get("text")
-            if isinstance(text, list):
-                record["event"]["text"] = "".join(text)
+                parts = []
+            parts.append(delta.text)
+            last = delta
+        if last is not None:
+            records.append(EventRecord(event=type(last)(run_id=last.run_id, text="".join(parts))))
+        self._deltas = []
         return records
 
     def flush(self, *, fsync: bool = False) -> None:
-        """Write every event received so far."""
-        records = self._records(self._events.drain())
-        if records:
-            self.log.write(records, fsync=fsync)
+        """Write the buffered deltas now."""
+        self._disarm()
+        if self._deltas:
+            self.log.write(self._delta_records(), fsync=fsync)
 
-    async def _tick(self) -> None:
-        while True:
-            await asyncio.sleep(self.flush_interval)
-            with contextlib.suppress(Exception):  # the next hook reports write errors
-                self.flush()
+    def _arm(self) -> None:
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.flush_interval, self._timed)
 
-    def _ensure_ticker(self) -> None:
-        if self._ticker is None or self._ticker.done():
-            self._ticker = asyncio.get_running_loop().create_task(self._tick())
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
-    # -- hooks ----------------------------------------------------------------------------
+    def _timed(self) -> None:
+        self._timer = None
+        with contextlib.suppress(Exception):  # the next event's write reports write errors
+            self.flush()
 
-    async def on_run_start(self, ctx: RunContext) -> None:
-        self._ensure_ticker()
-        self.flush()
-        self.log.checkpoint(
-            "input", run_id=ctx.run_id, model=self.session.model.name, turn=self.session.runs,
-            summary=ctx.prompt or "(resumed)", extra={"before": self._before_run},
-        )  # fmt: skip
+    # -- titles ---------------------------------------------------------------------------
 
-    async def before_model_request(
-        self, ctx: RunContext, request: ModelRequest
-    ) -> ModelRequest | None:
-        self.flush()
-        return None
+    def _start_title(self) -> None:
+        messages = self.session.messages
+        prompt = next((str(m.get("content")) for m in messages if m.get("role") == "user"), "")
+        self._title_task = asyncio.get_running_loop().create_task(
+            self._make_title(prompt), name=f"nbagent-title-{self.session.id[:8]}"
+        )
 
-    async def after_model_response(self, ctx: RunContext, response: ModelResponded) -> None:
-        self.flush()
-        calls = ", ".join(c.name for c in response.tool_calls)
-        self.log.checkpoint(
-            "model_response", run_id=ctx.run_id, model=self.session.model.name,
-            turn=self.session.runs, summary=f"calls {calls}" if calls else response.text,
-        )  # fmt: skip
-
-    async def after_tool_call(
-        self, ctx: RunContext, call: ToolCall, finished: ToolFinished
-    ) -> None:
-        self.flush()
-        self.log.checkpoint(
-            "tool_results", run_id=ctx.run_id, model=self.session.model.name,
-            turn=self.session.runs, summary=f"{call.name}: {finished.status}", fsync=True,
-        )  # fmt: skip
-
-    async def on_error(self, ctx: RunContext, error: BaseException) -> None:
-        self.flush()
-        self.log.checkpoint(
-            "error", run_id=ctx.run_id, model=self.session.model.name, turn=self.session.runs,
-            summary=str(error), fsync=True,
-        )  # fmt: skip
-
-    async def on_run_end(self, ctx: RunContext, finished: RunFinished) -> None:
-        self.flush()
-        self.log.write([{"type": "event", "event": _as_dict(finished)}])
-        self._written_finish = finished
-        self.log.checkpoint(
-            "end", run_id=ctx.run_id, model=self.session.model.name,
-            turn=self.session.runs + 1, summary=finished.text or finished.status, fsync=True,
-        )  # fmt: skip
-        if self.titles and self.session.runs == 0 and finished.status == "completed":
-            self._title_task = asyncio.get_running_loop().create_task(self._make_title(ctx))
-
-    async def _make_title(self, ctx: RunContext) -> None:
+    async def _make_title(self, prompt: str) -> None:
         request = ModelRequest(
             messages=[
                 {"role": "system", "content": "Reply with a title of at most six words."},
-                {"role": "user", "content": f"Title this conversation:\n{ctx.prompt[:2000]}"},
+                {"role": "user", "content": f"Title this conversation:\n{prompt[:2000]}"},
             ],
             tools=[],
         )
@@ -172,39 +163,34 @@ class SessionRecorder(Hooks):
             if aclose is not None:
                 await aclose()
         title = " ".join("".join(parts).split()).strip(" \"'.")[:80]
-        if title:
+        if title and not self.log.closed:
             self.log.meta(title=title)
 
+    # -- closing --------------------------------------------------------------------------
+
     async def aclose(self) -> None:
-        """Stop the timer and the title job (bounded), write what is left, release the log."""
-        for task in (self._ticker, self._title_task):
-            if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await asyncio.wait_for(task, 2)
+        """Let the title job finish (bounded: 2 s), write what is left, release the log."""
+        task = self._title_task
+        if task is not None and not task.done():
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, 2)
         self.close_now()
 
     def close_now(self) -> None:
         """Detach from the session and release the log at once (no waiting)."""
-        for task in (self._ticker, self._title_task):
-            if task is not None and not task.done():
-                task.cancel()
+        task = self._title_task
+        if task is not None and not task.done():
+            task.cancel()
+        self.session.remove_sink(self)
         if not self.log.closed:
             with contextlib.suppress(Exception):
                 self.flush(fsync=True)
-        self._events.close()
-        if self in self.session.hooks:
-            self.session.hooks.remove(self)
+        self._disarm()
         self.log.close()
 
 
-def _as_dict(event: Event) -> dict[str, Any]:
-    data: dict[str, Any] = event_adapter().dump_python(event, mode="json")
-    return data
-
-
-def attach(session: Session, log: SessionLog, **options: Any) -> SessionRecorder:
+def attach(session: Session, log: SessionLog, **options: object) -> SessionRecorder:
     """Record ``session`` into ``log`` from now on; returns the recorder (``aclose`` it)."""
-    recorder = SessionRecorder(session, log, **options)
-    session.hooks.append(recorder)
+    recorder = SessionRecorder(session, log, **options)  # type: ignore[arg-type]
+    session.add_sink(recorder)
     return recorder

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nbagent._history import MISSING_RESULT, is_valid, repair_history
+from nbagent.conversation import MISSING_RESULT, is_valid, repair_history
 
 
 def assistant(*ids: str) -> dict[str, object]:
