@@ -19,6 +19,7 @@ from traitlets import Bool, Enum, Float, Int, List, Unicode
 from traitlets.config import Configurable
 
 from .approval import APPROVAL_MODES, ApprovalMode
+from .errors import SettingError as SettingError
 from .replay import REPLAY_MODES, ReplayMode
 
 Mode = Literal["auto", "wait", "background"]
@@ -37,10 +38,6 @@ ENV = {
     "trust": "NBAGENT_TRUST",
 }
 """Setting name → environment variable that supplies it when not configured."""
-
-
-class SettingError(ValueError):
-    """A setting has a value nbagent does not accept; the message names where it came from."""
 
 
 class NBAgent(Configurable):

@@ -10,6 +10,9 @@ The tree::
     │   ├── UnknownToolCallError        no pending call has this tool_call_id
     │   └── AlreadyDecidedError         the call was already approved or denied
     ├── ToolDefinitionError             a function cannot be turned into a tool
+    ├── SettingError (ValueError)       a setting or %%agent option has a bad value
+    ├── ToolArgumentsError (ValueError) model-facing: the arguments do not fit the tool
+    ├── FileAccessError (ValueError)    model-facing: a path or size a file tool refuses
     ├── McpError                        an MCP server cannot be used
     │   ├── McpConfigError              mcp.json or a server definition is invalid
     │   └── McpServerError              a server failed to start, crashed or stopped answering
@@ -24,7 +27,13 @@ The tree::
         ├── ProviderRateLimitError      429 (retried before the first token)
         ├── ProviderTransientError      5xx, timeouts, connection errors (retried)
         ├── ProviderRequestError        the provider refused the request (400, 404, …)
-        └── StreamBrokenError           the stream broke after output was shown
+        ├── StreamBrokenError           the stream broke after output was shown
+        └── ReplayError                 no recording answers a request (--replay replay),
+                                        or a recording cannot be read
+
+Model-facing errors are raised inside a tool call and become its error result: the model
+reads the message and can correct its call. They also derive from ``ValueError``, which
+is what they were before they joined the tree.
 
 Messages say what happened and what to do next. They never contain secrets: provider
 messages pass through :func:`nbagent._redact.redact` before they reach an error.
@@ -59,6 +68,18 @@ class UnknownToolCallError(ApprovalError):
 
 class AlreadyDecidedError(ApprovalError):
     """This tool call was already approved or denied."""
+
+
+class SettingError(NbAgentError, ValueError):
+    """A setting has a value nbagent does not accept; the message names where it came from."""
+
+
+class ToolArgumentsError(NbAgentError, ValueError):
+    """The arguments the model sent do not fit the tool; the message is for the model."""
+
+
+class FileAccessError(NbAgentError, ValueError):
+    """A path is outside the notebook folder, or a size is unreasonable (for the model)."""
 
 
 class ToolDefinitionError(NbAgentError):
@@ -139,3 +160,7 @@ class ProviderRequestError(ModelError):
 
 class StreamBrokenError(ModelError):
     """The response stream broke after part of the answer had arrived."""
+
+
+class ReplayError(ModelError):
+    """A request has no recording in ``replay`` mode, or a recording cannot be read."""

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .errors import ModelError
+from .errors import ReplayError as ReplayError
 from .events import Provenance
 from .model import (
     FinishChunk,
@@ -48,10 +48,6 @@ recordings, anything else is an error; ``live``: ignore recordings, record nothi
 ``record``: ignore recordings and record afresh."""
 
 REPLAY_MODES: tuple[ReplayMode, ...] = ("auto", "replay", "live", "record")
-
-
-class ReplayError(ModelError):
-    """A request has no recording in ``replay`` mode, or a recording cannot be read."""
 
 
 def _digest(value: Any) -> str:

@@ -19,12 +19,12 @@ import enum
 import uuid
 import warnings
 from collections import deque
-from collections.abc import AsyncIterator, Generator, Iterable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterable
 from typing import Any, Literal, Protocol, cast
 
 from ._approvals import ApprovalGate, Decision
 from ._fanout import EventHub, Subscription
+from ._inbox import Cancel, Close, Command, Decide, RunDone, RunHandle, Steer, Turn
 from ._loop import Budget, RetryPolicy, RunOutcome, RunResult, run_loop
 from ._tool_calls import RunState, ToolCallRecord, ToolRunner
 from .approval import AllowRule, ApprovalMode, ApprovalPolicy
@@ -96,79 +96,6 @@ class EventSink(Protocol):
     def accept(self, event: Event) -> None: ...
 
 
-class RunHandle:
-    """A submitted turn. ``await handle`` gives its :class:`RunResult`."""
-
-    def __init__(
-        self,
-        run_id: str,
-        prompt: str | None,
-        future: asyncio.Future[RunResult],
-        session: Session,
-    ) -> None:
-        self.run_id = run_id
-        self.prompt = prompt
-        self._future = future
-        self._session = session
-
-    def cancel(self) -> bool:
-        """Stop this turn: a running one stops, a queued one never starts. False if done."""
-        if self._future.done():
-            return False
-        return self._session.cancel(self.run_id)
-
-    @property
-    def done(self) -> bool:
-        return self._future.done()
-
-    async def result(self) -> RunResult:
-        return await asyncio.shield(self._future)
-
-    def __await__(self) -> Generator[Any, None, RunResult]:
-        return self.result().__await__()
-
-
-# Inbox commands ---------------------------------------------------------------------------
-
-
-@dataclass
-class _Turn:
-    run_id: str
-    prompt: str | None
-    """None continues the conversation as it stands (``Session.resume``)."""
-    future: asyncio.Future[RunResult]
-    tag: str | None = None
-
-
-@dataclass
-class _Decide:
-    decision: Decision
-
-
-@dataclass
-class _Cancel:
-    run_id: str | None = None
-    """Cancel this run (running or queued); None cancels the running one."""
-
-
-@dataclass
-class _Steer:
-    text: str
-
-
-@dataclass
-class _Close:
-    pass
-
-
-@dataclass
-class _RunDone:
-    run_id: str
-
-
-_Command = _Turn | _Decide | _Cancel | _Steer | _Close | _RunDone
-
-
 class Session:
     """A conversation with a model that can call tools, driven from asyncio.
 
@@ -223,10 +150,10 @@ class Session:
         self._hub = EventHub()
         self._sinks: list[EventSink] = []
         self._gate = ApprovalGate(self.policy, self.tools, self.emit, self._on_waiting)
-        self._inbox: asyncio.Queue[_Command] | None = None
+        self._inbox: asyncio.Queue[Command] | None = None
         self._actor: asyncio.Task[None] | None = None
-        self._turns: deque[_Turn] = deque()
-        self._current: _Turn | None = None
+        self._turns: deque[Turn] = deque()
+        self._current: Turn | None = None
         self._run_task: asyncio.Task[None] | None = None
         self._steers: list[str] = []
         self._outstanding = 0
@@ -321,11 +248,11 @@ class Session:
     def _submit(self, prompt: str | None, tag: str | None) -> RunHandle:
         self._check_open("start a turn")
         loop = self._ensure_actor()
-        turn = _Turn(uuid.uuid4().hex, prompt, loop.create_future(), tag)
+        turn = Turn(uuid.uuid4().hex, prompt, loop.create_future(), tag)
         self._outstanding += 1
         turn.future.add_done_callback(self._turn_done)
         self._send(turn)
-        return RunHandle(turn.run_id, prompt, turn.future, self)
+        return RunHandle(turn.run_id, prompt, turn.future, self.cancel)
 
     def replace_history(self, messages: Iterable[dict[str, Any]]) -> None:
         """Set the conversation (rewind, undo, compaction); only while the session is idle."""
@@ -391,7 +318,7 @@ class Session:
     def _decide(self, decision: Decision) -> None:
         self._check_open("decide on a tool call")
         self._gate.check(decision)
-        self._send(_Decide(decision))
+        self._send(Decide(decision))
 
     def cancel(self, run_id: str | None = None) -> bool:
         """Stop the running turn, or the turn ``run_id`` (a queued one is dropped before it
@@ -399,14 +326,14 @@ class Session:
         self._check_open("cancel")
         if self._outstanding == 0:
             return False
-        self._send(_Cancel(run_id))
+        self._send(Cancel(run_id))
         return True
 
     def steer(self, text: str) -> None:
         """Add a user message before the next model request (of this run or the next)."""
         self._check_open("steer")
         self._ensure_actor()
-        self._send(_Steer(text))
+        self._send(Steer(text))
 
     async def aclose(self, timeout: float = 5.0) -> None:
         """Cancel any run, end queued turns and stop the actor (bounded by ``timeout``)."""
@@ -416,7 +343,7 @@ class Session:
         if actor is None or actor.done():
             self._mark_closed()
             return
-        self._send(_Close())
+        self._send(Close())
         try:
             await asyncio.wait_for(asyncio.shield(actor), timeout)
         except asyncio.TimeoutError:
@@ -469,7 +396,7 @@ class Session:
             )
         return loop
 
-    def _send(self, command: _Command) -> None:
+    def _send(self, command: Command) -> None:
         assert self._inbox is not None
         self._inbox.put_nowait(command)
 
@@ -495,20 +422,20 @@ class Session:
         inbox = self._inbox
         while True:
             command = await inbox.get()
-            if isinstance(command, _Turn):
+            if isinstance(command, Turn):
                 self._turns.append(command)
                 self._start_next()
-            elif isinstance(command, _Decide):
+            elif isinstance(command, Decide):
                 self._gate.deliver(command.decision)
-            elif isinstance(command, _Cancel):
+            elif isinstance(command, Cancel):
                 self._apply_cancel(command.run_id)
-            elif isinstance(command, _Steer):
+            elif isinstance(command, Steer):
                 self._steers.append(command.text)
-            elif isinstance(command, _RunDone):
+            elif isinstance(command, RunDone):
                 self._current = None
                 self._run_task = None
                 self._start_next()
-            else:  # _Close
+            else:  # Close
                 await self._shutdown()
                 return
 
@@ -526,7 +453,7 @@ class Session:
                 self._end_unstarted(turn, "Stopped before it started.")
                 return
 
-    def _end_unstarted(self, turn: _Turn, why: str) -> None:
+    def _end_unstarted(self, turn: Turn, why: str) -> None:
         finished = RunFinished(run_id=turn.run_id, status="cancelled", text="", error=why)
         self._hub.emit(finished)
         if not turn.future.done():
@@ -555,7 +482,7 @@ class Session:
 
     # -- one run --------------------------------------------------------------------------
 
-    async def _run_turn(self, turn: _Turn) -> None:
+    async def _run_turn(self, turn: Turn) -> None:
         run = RunState(RunContext(session=self, run_id=turn.run_id, prompt=turn.prompt or ""))
         outcome = RunOutcome("failed", "The run ended before it started.")
         try:
@@ -578,7 +505,7 @@ class Session:
         finally:
             await self._end_run(turn, run, outcome)
 
-    async def _end_run(self, turn: _Turn, run: RunState, outcome: RunOutcome) -> None:
+    async def _end_run(self, turn: Turn, run: RunState, outcome: RunOutcome) -> None:
         """Report how the run ended, settle its result and start the next turn. Never
         raises: whatever fails here, the caller's future and the actor are released."""
         finished = RunFinished(
@@ -609,7 +536,7 @@ class Session:
             if not turn.future.done():
                 turn.future.set_result(RunResult.of(finished, run))
             if self._inbox is not None:
-                self._send(_RunDone(turn.run_id))
+                self._send(RunDone(turn.run_id))
 
     def _emit_quietly(self, event: Event) -> None:
         """Emit where a sink's failure must not stop the run from ending (it is warned

@@ -1,10 +1,10 @@
 """Tools the agent can call: Python functions, and later notebook and MCP tools."""
 
+from ..errors import ToolArgumentsError
 from ._function import (
     REGISTRY,
     FunctionTool,
     Tool,
-    ToolArgumentsError,
     ToolLike,
     ToolOutput,
     ToolPolicy,

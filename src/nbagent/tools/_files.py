@@ -6,13 +6,11 @@ import difflib
 from pathlib import Path
 from typing import Any
 
+from ..errors import FileAccessError
+
 MAX_READ_BYTES = 1_000_000
 MAX_WRITE_BYTES = 5_000_000
 MAX_LIST = 500
-
-
-class FileAccessError(ValueError):
-    """A path is outside the notebook folder, or a size is unreasonable (for the model)."""
 
 
 class NotebookFolder:

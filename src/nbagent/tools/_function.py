@@ -12,16 +12,12 @@ from typing import Any, Literal, Protocol, overload, runtime_checkable
 
 import pydantic
 
-from ..errors import ToolDefinitionError
+from ..errors import ToolArgumentsError, ToolDefinitionError
 
 ToolPolicy = Literal["ask", "allow", "deny"]
 """Per-tool approval policy: ask a person (the default), always allow, always deny."""
 
 _NAME = re.compile(r"^[A-Za-z0-9_\-.:]{1,64}$")
-
-
-class ToolArgumentsError(ValueError):
-    """The arguments the model sent do not fit the tool; the message is for the model."""
 
 
 @dataclass(frozen=True, slots=True)

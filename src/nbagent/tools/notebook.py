@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from .._redact import redact
-from ..errors import RunInterrupted
-from ._files import FileAccessError, NotebookFolder
+from ..errors import FileAccessError, RunInterrupted
+from ._files import NotebookFolder
 from ._function import FunctionTool, ToolOutput, function_tool
 from ._inspect import describe_value, short_repr, variable_rows
 from ._text import sanitize

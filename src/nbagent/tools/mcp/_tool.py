@@ -14,7 +14,8 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
-from .._function import ToolArgumentsError, ToolOutput, ToolPolicy
+from ...errors import ToolArgumentsError
+from .._function import ToolOutput, ToolPolicy
 from ._config import McpServerConfig
 
 if TYPE_CHECKING:
