@@ -276,23 +276,25 @@ async def test_stopping_a_run_cancels_the_call_on_the_server(manager: McpManager
 
 
 @pytest.mark.parametrize(
-    ("flag", "expected"),
+    ("flag", "expected", "timeout"),
     [
-        ("--exit-on-start", "fatal: the test server was told to exit at start"),
-        ("--hang-on-start", "the test server will never answer"),
+        # exits on its own: the timeout only has to outlast a slow interpreter start
+        ("--exit-on-start", "fatal: the test server was told to exit at start", 60.0),
+        # never answers: the timeout ends the wait, after its stderr line was written
+        ("--hang-on-start", "the test server will never answer", 8.0),
     ],
 )
 async def test_a_server_that_never_starts_fails_with_its_stderr(
-    manager: McpManager, flag: str, expected: str
+    manager: McpManager, flag: str, expected: str, timeout: float
 ) -> None:
-    add_test_server(manager, "t", flag, startup_timeout=1.5)
+    add_test_server(manager, "t", flag, startup_timeout=timeout)
     with pytest.raises(McpServerError) as info:
         await manager.tools_for("mcp:t")
     message = str(info.value)
     assert message.startswith("the MCP server 't' (") and "could not start" in message
     assert expected in message
     if flag == "--hang-on-start":
-        assert "did not answer the MCP handshake within 1.5 s" in message
+        assert f"did not answer the MCP handshake within {timeout:g} s" in message
     status = manager.status()[0]
     assert status.state is ServerState.FAILED and status.pid is None
 

@@ -750,3 +750,85 @@ async def test_a_caller_policy_can_deny_on_record() -> None:
         events = await collect(session, "go", on_approval=headless)
     decided = of_type(events, ApprovalDecided)[0]
     assert (decided.decided_by, decided.reason) == ("policy", "nobody can click")
+
+
+# -- a run always ends, whatever the history or the sinks do -----------------------------
+
+
+@pytest.mark.parametrize(
+    "damaged",
+    [
+        {"role": "assistant", "content": "kept", "tool_calls": "not a list"},
+        {"role": "assistant", "content": "kept", "tool_calls": [{"id": 5}, "junk"]},
+        {"role": "tool", "tool_call_id": None, "content": "orphan"},
+    ],
+)
+async def test_a_damaged_history_message_never_hangs_a_run(damaged: dict[str, Any]) -> None:
+    model = ScriptedModel([say("fine")])
+    history = [{"role": "user", "content": "earlier"}, damaged]
+    async with Session(model, messages=history) as session:
+        result = await asyncio.wait_for(session.ask("now"), 10)
+        assert result.status == "completed" and result.text == "fine"
+        assert session.state is SessionState.IDLE
+        sent = model.requests[0].messages
+        assert all(isinstance(m.get("tool_calls", []), list) for m in sent)
+        assert is_valid(session.messages)
+
+
+class FailingSink:
+    def __init__(self, fail_on: str) -> None:
+        self.fail_on = fail_on
+        self.seen: list[str] = []
+
+    def accept(self, event: nbagent.Event) -> None:
+        self.seen.append(event.kind)
+        if event.kind == self.fail_on:
+            raise OSError(f"the sink broke at {event.kind}")
+
+
+async def test_a_sink_failing_at_the_end_still_ends_the_run() -> None:
+    async with Session(ScriptedModel([say("a"), say("b")])) as session:
+        sink = FailingSink("run_finished")
+        session.add_sink(sink)
+        with pytest.warns(UserWarning, match="the sink broke at run_finished"):
+            first = await asyncio.wait_for(session.ask("1"), 10)
+        assert first.status == "completed" and session.state is SessionState.IDLE
+        session.remove_sink(sink)
+        assert (await session.ask("2")).text == "b"  # the actor went on to the next turn
+
+
+async def test_a_sink_failing_mid_run_fails_the_run_with_its_message() -> None:
+    async with Session(ScriptedModel([say("a"), say("b")])) as session:
+        session.add_sink(FailingSink("model_responded"))
+        result = await asyncio.wait_for(session.ask("1"), 10)
+    assert result.status == "failed" and "the sink broke at model_responded" in (
+        result.error or ""
+    )
+
+
+async def test_sinks_see_every_event_before_subscribers_in_order() -> None:
+    sink = FailingSink(fail_on="never")
+    received: list[str] = []
+    async with Session(ScriptedModel([say("a b c")])) as session:
+        session.add_sink(sink)
+        async for event in session.run("1"):
+            if event.kind == "state_changed":
+                continue  # lifecycle changes go to subscribers only
+            received.append(event.kind)
+            # whatever a subscriber holds, the sink had it first (a log is never behind)
+            assert sink.seen.count(event.kind) >= received.count(event.kind)
+    assert sink.seen == received and received[-1] == "run_finished"
+
+
+async def test_the_conversation_is_the_fold_of_the_events() -> None:
+    model = ScriptedModel(
+        [use_tools(call("add", {"a": 1, "b": 2}), call("peek", {"name": "x"})), say("3")]
+    )
+    async with Session(model, tools=[add, peek], approval="all") as session:
+        with session.subscribe() as events:
+            await session.ask("go")
+            folded = nbagent.Conversation()
+            for event in events.drain():
+                folded.apply(event)
+    assert folded.messages == session.messages
+    assert folded.usage == session.usage and folded.runs == session.runs == 1

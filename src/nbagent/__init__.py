@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._version import __version__
 from .approval import AllowRule, ApprovalMode, ApprovalPolicy
 from .conversation import Conversation
 from .errors import (
@@ -67,8 +68,6 @@ from .session import (
     UsageTotals,
 )
 from .tools import FunctionTool, Tool, ToolOutput, tool
-
-__version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:

@@ -81,7 +81,11 @@ class ToolRunner:
         """Decide and run ``calls`` concurrently; every call ends with a result."""
         limit = asyncio.Semaphore(self.max_parallel)
         done: set[str] = set()
-        tasks = [asyncio.ensure_future(self._one(run, call, limit, done)) for call in calls]
+        loop = asyncio.get_running_loop()
+        tasks = [
+            loop.create_task(self._one(run, call, limit, done), name=f"nbagent-tool-{call.id}")
+            for call in calls
+        ]
         try:
             await asyncio.gather(*tasks)
         except BaseException:

@@ -88,7 +88,8 @@ _TRANSITIONS: dict[SessionState, frozenset[SessionState]] = {
 
 
 class EventSink(Protocol):
-    """Receives every event of a session, in order, before any subscriber; synchronous.
+    """Receives every run event of a session, in order, before any subscriber; synchronous
+    (``StateChanged``, the lifecycle, goes to subscribers only).
 
     An exception from ``accept`` during a run fails that run (a log that cannot be
     written is a failure the user must see)."""

@@ -298,7 +298,7 @@ class McpServer:
         from mcp import Client
         from mcp_types import Implementation, ToolListChangedNotification
 
-        from ... import __version__
+        from ..._version import __version__
 
         async def on_message(message: Any) -> None:
             if isinstance(message, ToolListChangedNotification):
