@@ -23,7 +23,7 @@ from pathlib import Path
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import nbagent
-from nbagent.store import SessionStore, restore_session
+from nbagent.store import EventRecord, LogRecord, SessionStore, restore_session
 from nbagent.testing import ScriptedModel, call, say, use_tools
 
 
@@ -40,11 +40,10 @@ def turn_replies() -> list[nbagent.testing.Reply]:
 def prefill(store: SessionStore, name: str, events: int) -> None:
     """Write ``events`` event records that look like past turns (fast, no model)."""
     log = store.open(name)
-    batch = []
+    batch: list[LogRecord] = []
     for i in range(events):
-        batch.append({"type": "event", "event": {"kind": "retrying", "run_id": "old",
-                                                  "attempt": 1, "delay_s": 0.0,
-                                                  "error": f"old event {i}"}})  # fmt: skip
+        old = nbagent.Retrying(run_id="old", attempt=1, delay_s=0.0, error=f"old event {i}")
+        batch.append(EventRecord(event=old))
         if len(batch) == 1_000:
             log.write(batch)
             batch = []
@@ -63,7 +62,7 @@ async def time_turns(root: Path, events: int, turns: int) -> float:
     write = log.write
     spent = [0.0]
 
-    def timed_write(records: list[dict[str, object]], *, fsync: bool = False) -> None:
+    def timed_write(records: list[LogRecord], *, fsync: bool = False) -> None:
         started = time.perf_counter()
         write(records, fsync=fsync)
         spent[0] += time.perf_counter() - started

@@ -21,6 +21,7 @@ from nbagent import ApprovalRequested, Session, tool
 from nbagent.conversation import is_valid
 from nbagent.errors import LogFormatError, LogSchemaError, SessionLockedError, StoreError
 from nbagent.store import (
+    EventRecord,
     SessionStore,
     attach,
     compact,
@@ -30,7 +31,6 @@ from nbagent.store import (
     rewind_to_checkpoint,
     undo,
 )
-from nbagent.store._records import EventRecord
 from nbagent.testing import ScriptedModel, ScriptedServer, call, say, stall, use_tools
 
 
@@ -502,3 +502,33 @@ async def test_recording_leaves_the_session_as_it_is(tmp_path: Path) -> None:
         await session.ask("1")
         await recorder.aclose()
     assert SessionStore(tmp_path).load("s").messages == session.messages
+
+
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        ('{"type": "compaction", "schema": 1, "seq": 1, "messages": null}', "messages"),
+        ('{"type": "event", "schema": 1, "event": {"kind": "usage"}}', "no valid 'seq'"),
+        ('{"type": "event", "schema": 1, "seq": 1, "event": {"kind": "nope"}}', "event"),
+        ('{"type": "rewind", "schema": 1, "seq": 1, "to_seq": "x"}', "to_seq"),
+    ],
+)
+def test_a_record_of_the_wrong_shape_is_named_in_one_line(
+    tmp_path: Path, line: str, says: str
+) -> None:
+    header = '{"type": "header", "schema": 1, "seq": 0, "session_id": "s"}'
+    (tmp_path / "s.jsonl").write_text(f"{header}\n{line}\n")
+    with pytest.raises(LogFormatError, match=r"s\.jsonl:2 ") as info:
+        SessionStore(tmp_path).load("s")
+    assert says in str(info.value) and "\n" not in str(info.value)
+    skipped = SessionStore(tmp_path)
+    with pytest.warns(UserWarning, match="skipped"):
+        assert skipped.load("s", skip_bad_lines=True).messages == []
+
+
+def test_a_log_that_forks_itself_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "s.jsonl").write_text(
+        '{"type": "header", "schema": 1, "seq": 0, "forked_from": {"log": "s", "seq": 0}}\n'
+    )
+    with pytest.raises(StoreError, match="fork of itself"):
+        SessionStore(tmp_path).load("s")

@@ -15,14 +15,34 @@ from ._lock import is_locked
 from ._log import SessionLog, SessionStore, SessionSummary, fold_log
 from ._ops import compact, rewind_before_tag, rewind_to_checkpoint, rewind_to_seq, undo
 from ._recorder import SessionRecorder, attach
-from ._records import SCHEMA, LogRecord, record_adapter
+from ._records import (
+    SCHEMA,
+    CheckpointRecord,
+    CompactionRecord,
+    EventRecord,
+    ForkPoint,
+    HeaderRecord,
+    LogRecord,
+    MetaRecord,
+    RecordingRecord,
+    RewindRecord,
+    record_adapter,
+)
 
 __all__ = [
     "INTERRUPTED_RESULT",
     "SCHEMA",
     "Checkpoint",
+    "CheckpointRecord",
+    "CompactionRecord",
+    "EventRecord",
+    "ForkPoint",
+    "HeaderRecord",
     "LogRecord",
     "LogState",
+    "MetaRecord",
+    "RecordingRecord",
+    "RewindRecord",
     "SessionLog",
     "SessionRecorder",
     "SessionStore",
