@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -370,6 +371,9 @@ def http_server() -> Iterator[Callable[[], Awaitable[str]]]:
     procs: list[subprocess.Popen[bytes]] = []
 
     async def start() -> str:
+        for old in procs:  # a killed server must be gone before its port is taken again
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                await asyncio.to_thread(old.wait, 10)
         proc = subprocess.Popen(
             [*TEST_SERVER, "--transport", "http", "--port", str(port)],
             stdout=subprocess.DEVNULL,
