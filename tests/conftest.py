@@ -93,7 +93,11 @@ def _no_leaked_nbagent_tasks(
     if not LEAK_CHECK or marker is None:
         yield
         return
-    scope = marker.kwargs.get("loop_scope") or "function"
+    scope = (
+        marker.kwargs.get("loop_scope")
+        or request.config.getini("asyncio_default_test_loop_scope")
+        or "function"
+    )
     # pytest-asyncio's runner for the test's loop; depending on it keeps the loop open
     # until this fixture's teardown, which runs after the test's other fixtures.
     runner = request.getfixturevalue(f"_{scope}_scoped_runner")
