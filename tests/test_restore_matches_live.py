@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -176,16 +177,17 @@ async def resume_after_the_kernel_died(live: Live) -> None:
     """The kernel dies while one of two calls waits for approval (the recorder stops
     writing there); a session restored from the log resumes the run."""
     finished_first = asked_second = False
-    async for event in live.session.run("two sums"):
-        if isinstance(event, ApprovalRequested):
-            if event.arguments == {"a": 1, "b": 1}:
-                live.session.approve(event.tool_call_id)
-            else:
-                asked_second = True
-        if isinstance(event, nbagent.ToolFinished):
-            finished_first = True
-        if finished_first and asked_second:
-            break
+    async with aclosing(live.session.run("two sums")) as events:
+        async for event in events:
+            if isinstance(event, ApprovalRequested):
+                if event.arguments == {"a": 1, "b": 1}:
+                    live.session.approve(event.tool_call_id)
+                else:
+                    asked_second = True
+            if isinstance(event, nbagent.ToolFinished):
+                finished_first = True
+            if finished_first and asked_second:
+                break
     live.recorder.close_now()
     await live.session.aclose()
     session, recorder, state = restore_session(
@@ -221,9 +223,10 @@ async def rerun_a_cell(live: Live) -> None:
 
 
 async def compact_older_turns(live: Live) -> None:
-    await turns("1", "2")(live)
+    await live.session.ask("1")
+    await live.session.ask("2")
     await compact(live.recorder, keep_turns=1)
-    await collect(live.session, "3")
+    await live.session.ask("3")
 
 
 class EditsRequests(Hooks):
