@@ -49,7 +49,10 @@ def run(suite: pytest.Pytester) -> pytest.RunResult:
     )  # fmt: skip
 
 
-def test_leaks_fail_the_test_that_made_them(suite: pytest.Pytester) -> None:
+def test_leaks_fail_the_test_that_made_them(
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NBAGENT_LEAK_CHECK", "1")  # on inside, even when off out here
     result = run(suite)
     result.assert_outcomes(passed=3, errors=2)
     result.stdout.fnmatch_lines(
