@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -449,7 +450,9 @@ def run_statuses(log: Path) -> list[str]:
 def cases() -> list[Any]:
     return [
         pytest.param(
-            name, marks=[pytest.mark.xfail(strict=True, reason=s.xfail)] if s.xfail else []
+            name,
+            id=re.sub(r"[^a-z0-9]+", "-", name).strip("-"),  # easy to pick with -k
+            marks=[pytest.mark.xfail(strict=True, reason=s.xfail)] if s.xfail else [],
         )
         for name, s in SCENARIOS.items()
     ]
