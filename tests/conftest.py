@@ -1,7 +1,11 @@
-"""Shared fixtures: no test reaches the network or needs an API key."""
+"""Shared fixtures: no test reaches the network or needs an API key, and no test leaves
+nbagent tasks behind (``NBAGENT_LEAK_CHECK=0`` turns that check off)."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import logging
 import os
 import tempfile
 
@@ -11,6 +15,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ["NBAGENT_HOME"] = tempfile.mkdtemp(prefix="nbagent-tests-")
 
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +24,93 @@ from nbagent import Event, RetryPolicy, Session
 from nbagent.testing import ScriptedServer
 
 FAST_RETRY = RetryPolicy(attempts=3, initial_delay=0.01, max_delay=0.05)
+
+
+# -- leaked tasks ---------------------------------------------------------------------------
+
+LEAK_CHECK = os.environ.get("NBAGENT_LEAK_CHECK", "1") != "0"
+_NBAGENT_SOURCE = str(Path(nbagent.__file__).resolve().parent)
+
+
+def is_nbagent_task(task: asyncio.Task[object]) -> bool:
+    """A task of the runtime: named ``nbagent-…``, or running a coroutine of the package
+    (so unnamed runtime tasks are caught too)."""
+    if task.get_name().startswith("nbagent-"):
+        return True
+    code = getattr(task.get_coro(), "cr_code", None)
+    return code is not None and str(Path(code.co_filename).resolve()).startswith(_NBAGENT_SOURCE)
+
+
+def describe_task(task: asyncio.Task[object]) -> str:
+    coro = task.get_coro()
+    return f"{task.get_name()} ({getattr(coro, '__qualname__', coro)})"
+
+
+class DestroyedTasks(logging.Handler):
+    """Collects asyncio's "Task was destroyed but it is pending!" reports."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.reports: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "Task was destroyed but it is pending" in message:
+            self.reports.append(" ".join(message.split()))
+
+
+@pytest.fixture(autouse=True)
+def _no_destroyed_pending_tasks() -> Iterator[None]:
+    """Fail a test during which (or at whose loop close) a pending task was garbage
+    collected: someone started it and nobody owned it."""
+    if not LEAK_CHECK:
+        yield
+        return
+    handler = DestroyedTasks()
+    logger = logging.getLogger("asyncio")
+    logger.addHandler(handler)
+    try:
+        yield  # the test, its fixtures, and the close of its event loop
+        # A dropped pending task sits in a reference cycle: collect it now, while the test
+        # it belongs to is still the one being torn down. Freezing what survives keeps
+        # the next collection to this test's objects (a full one costs ~0.2 s).
+        gc.collect()
+        gc.freeze()
+    finally:
+        logger.removeHandler(handler)
+    if handler.reports:
+        pytest.fail("a pending task was destroyed:\n" + "\n".join(handler.reports), pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_nbagent_tasks(
+    request: pytest.FixtureRequest, _no_destroyed_pending_tasks: None
+) -> Iterator[None]:
+    """Fail an async test that leaves nbagent tasks pending after itself and its
+    fixtures: close every Session (``async with Session(...)`` or ``await
+    session.aclose()``) and every recorder."""
+    marker = request.node.get_closest_marker("asyncio")
+    if not LEAK_CHECK or marker is None:
+        yield
+        return
+    scope = (
+        marker.kwargs.get("loop_scope")
+        or request.config.getini("asyncio_default_test_loop_scope")
+        or "function"
+    )
+    # pytest-asyncio's runner for the test's loop; depending on it keeps the loop open
+    # until this fixture's teardown, which runs after the test's other fixtures.
+    runner = request.getfixturevalue(f"_{scope}_scoped_runner")
+    yield
+    if scope != "function":
+        return  # a shared loop's tasks may belong to the next test
+    leaked = [t for t in asyncio.all_tasks(runner.get_loop()) if is_nbagent_task(t)]
+    if leaked:
+        names = ", ".join(sorted(describe_task(t) for t in leaked))
+        pytest.fail(f"nbagent tasks still pending after the test: {names}", pytrace=False)
+
+
+# -- scripted models ---------------------------------------------------------------------------
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ def nbagent_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.kernel
 def test_strip_then_pack_moves_the_recordings_into_the_metadata(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

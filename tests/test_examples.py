@@ -44,6 +44,7 @@ def test_the_committed_notebook_holds_recordings_and_no_secrets(notebook: Path) 
             assert cell.execution_count is not None, cell.source
 
 
+@pytest.mark.kernel
 @pytest.mark.parametrize("notebook", EXAMPLES, ids=[path.stem for path in EXAMPLES])
 def test_the_notebook_replays_offline_with_nbval(notebook: Path, tmp_path: Path) -> None:
     copy = tmp_path / notebook.name

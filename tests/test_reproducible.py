@@ -16,6 +16,8 @@ from nbformat.v4 import new_code_cell, new_notebook
 from nbagent.replay import RecordBook
 from nbagent.testing import ScriptedServer, call, say, use_tools
 
+pytestmark = pytest.mark.kernel  # nbclient and nbval run real kernels
+
 TOOLS = '''
 import nbagent
 

@@ -832,3 +832,11 @@ async def test_the_conversation_is_the_fold_of_the_events() -> None:
                 folded.apply(event)
     assert folded.messages == session.messages
     assert folded.usage == session.usage and folded.runs == session.runs == 1
+
+
+async def test_history_can_be_replaced_as_soon_as_run_ends() -> None:
+    async with Session(ScriptedModel([say("one")])) as session:
+        await collect(session, "first")
+        assert session.state is SessionState.IDLE
+        session.replace_history([])
+        assert session.messages == []

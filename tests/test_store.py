@@ -82,6 +82,7 @@ async def test_streamed_deltas_are_coalesced_not_written_per_token(tmp_path: Pat
     events = await collect(session, "talk")
     assert len(of_type(events, nbagent.TextDelta)) == 2_000
     await recorder.aclose()
+    await session.aclose()
     kinds = event_kinds(store.root / "s.jsonl")
     assert kinds.count("text_delta") < 20
     (response,) = [
@@ -106,6 +107,7 @@ async def test_rewind_before_a_cell_replaces_its_turn_and_keeps_the_old_branch(
     # cell-2's old turn is on the old branch now: running it again appends
     assert rewind_before_tag(recorder, "cell-2") is None
     await recorder.aclose()
+    await session.aclose()
     state = store.load("s")
     assert [m["content"] for m in state.messages] == ["first, edited", "one again"]
     assert event_kinds(store.root / "s.jsonl").count("run_started") == 3  # nothing lost
@@ -122,6 +124,7 @@ async def test_undo_drops_the_last_turn(tmp_path: Path) -> None:
     assert [m["content"] for m in session.messages] == ["1", "a"]
     assert session.runs == 1
     await recorder.aclose()
+    await session.aclose()
 
 
 async def test_fork_starts_from_a_checkpoint_and_leaves_the_source_alone(tmp_path: Path) -> None:
@@ -135,11 +138,13 @@ async def test_fork_starts_from_a_checkpoint_and_leaves_the_source_alone(tmp_pat
     assert [m["content"] for m in forked.messages] == ["1", "a"]
     await forked.ask("3 instead")
     await fork_recorder.aclose()
+    await forked.aclose()
     assert [m["content"] for m in session.messages] == ["1", "a", "2", "b"]
     assert [m["content"] for m in store.load("experiment").messages] == [
         "1", "a", "3 instead", "c",
     ]  # fmt: skip
     await recorder.aclose()
+    await session.aclose()
 
 
 async def test_rewind_to_a_named_checkpoint(tmp_path: Path) -> None:
@@ -153,6 +158,7 @@ async def test_rewind_to_a_named_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="no checkpoint"):
         rewind_to_checkpoint(recorder, "c999999")
     await recorder.aclose()
+    await session.aclose()
 
 
 async def test_compact_summarises_older_turns_and_keeps_the_log_whole(tmp_path: Path) -> None:
@@ -166,6 +172,7 @@ async def test_compact_summarises_older_turns_and_keeps_the_log_whole(tmp_path: 
     assert [m["content"] for m in session.messages[2:]] == ["2", "b"]
     await session.ask("3")
     await recorder.aclose()
+    await session.aclose()
     assert store.load("s").messages == session.messages
     assert event_kinds(store.root / "s.jsonl").count("run_started") == 3
 
@@ -177,6 +184,7 @@ async def test_title_is_generated_in_the_background(tmp_path: Path) -> None:
     result = await session.ask("hi there")
     assert result.text == "hello"  # the title never delayed the answer
     await recorder.aclose()  # waits (bounded) for the title job
+    await session.aclose()
     assert store.summary("s").title == "Greeting the notebook"
 
 
@@ -198,6 +206,7 @@ async def test_no_secrets_in_the_log(tmp_path: Path, monkeypatch: pytest.MonkeyP
         )  # fmt: skip
         await session.ask("who am I")
         await recorder.aclose()
+        await session.aclose()
     text = (store.root / "s.jsonl").read_text()
     assert secret not in text and os.environ["MY_SERVICE_TOKEN"] not in text
     assert "[redacted]" in text
@@ -211,6 +220,7 @@ async def test_torn_last_line_is_ignored_then_cut(tmp_path: Path) -> None:
     session, recorder = await recorded(store, "s", ScriptedModel([say("a"), say("b")]))
     await session.ask("1")
     await recorder.aclose()
+    await session.aclose()
     path = store.root / "s.jsonl"
     with open(path, "ab") as handle:
         handle.write(b'{"type": "event", "schema": 1, "seq": 99, "event": {"kind": "te')
@@ -219,6 +229,7 @@ async def test_torn_last_line_is_ignored_then_cut(tmp_path: Path) -> None:
     assert [m["content"] for m in state.messages] == ["1", "a"]
     await session2.ask("2")
     await recorder2.aclose()
+    await session2.aclose()
     assert [m["content"] for m in store.load("s").messages] == ["1", "a", "2", "b"]
 
 
@@ -227,6 +238,7 @@ async def test_garbage_in_the_middle_names_the_line(tmp_path: Path) -> None:
     session, recorder = await recorded(store, "s", ScriptedModel([say("a")]))
     await session.ask("1")
     await recorder.aclose()
+    await session.aclose()
     path = store.root / "s.jsonl"
     lines = path.read_bytes().splitlines(keepends=True)
     lines.insert(3, b"this is not json\n")
@@ -281,6 +293,7 @@ async def test_disk_full_fails_the_run_and_the_log_catches_up(tmp_path: Path) ->
     assert [m["content"] for m in session.messages][:2] == ["1", "a"]  # intact in memory
     await session.ask("3")  # room again: the next writes carry what was kept
     await recorder.aclose()
+    await session.aclose()
     assert store.load("s").messages == session.messages
 
 
@@ -314,6 +327,7 @@ async def test_resume_with_a_model_that_is_gone(tmp_path: Path) -> None:
     )
     await session.ask("1")
     await recorder.aclose()
+    await session.aclose()
     with ScriptedServer() as server:
         server.add(nbagent.testing.http_error(404, "The model openai/retired-model does not exist"))
         again, recorder2, state = restore_session(
@@ -324,9 +338,11 @@ async def test_resume_with_a_model_that_is_gone(tmp_path: Path) -> None:
         assert result.status == "failed" and "does not exist" in (result.error or "")
         assert is_valid(again.messages)
         await recorder2.aclose()
+        await again.aclose()
     fresh, recorder3, _ = restore_session(store, "s", model=ScriptedModel([say("b")]))
     assert (await fresh.ask("3")).text == "b"
     await recorder3.aclose()
+    await fresh.aclose()
 
 
 # -- the kernel dies: a real process, killed with SIGKILL -----------------------------------
@@ -419,6 +435,7 @@ async def test_kill_9_at_a_pending_approval_then_resume_runs_each_call_once(
     assert (await handle).text == "Counted both."
     assert count_file.read_text().split() == ["first", "second"]  # each exactly once
     await recorder.aclose()
+    await session.aclose()
     reloaded = store.load("s")
     assert reloaded.messages == session.messages and is_valid(reloaded.messages)
     assert reloaded.interrupted_run is None

@@ -251,7 +251,6 @@ class Session:
         loop = self._ensure_actor()
         turn = Turn(uuid.uuid4().hex, prompt, loop.create_future(), tag)
         self._outstanding += 1
-        turn.future.add_done_callback(self._turn_done)
         self._send(turn)
         return RunHandle(turn.run_id, prompt, turn.future, self.cancel)
 
@@ -368,9 +367,6 @@ class Session:
 
     # -- the actor ------------------------------------------------------------------------
 
-    def _turn_done(self, _: object) -> None:
-        self._outstanding -= 1
-
     def _mark_closed(self) -> None:
         if self._state is not SessionState.CLOSED:
             self._set_state(SessionState.CLOSED)
@@ -456,10 +452,15 @@ class Session:
 
     def _end_unstarted(self, turn: Turn, why: str) -> None:
         finished = RunFinished(run_id=turn.run_id, status="cancelled", text="", error=why)
-        self._hub.emit(finished)
+        self._emit_quietly(finished)
+        self._settle(turn, RunResult.of(finished, RunState(RunContext(self, turn.run_id, ""))))
+
+    def _settle(self, turn: Turn, result: RunResult) -> None:
+        """Give the caller its result; the turn no longer counts as outstanding from here
+        (in the same step, so a subscriber woken by ``RunFinished`` sees the session free)."""
         if not turn.future.done():
-            run = RunState(RunContext(self, turn.run_id, turn.prompt or ""))
-            turn.future.set_result(RunResult.of(finished, run))
+            turn.future.set_result(result)
+            self._outstanding -= 1
 
     def _start_next(self) -> None:
         if self._current is not None or not self._turns:
@@ -534,8 +535,7 @@ class Session:
             if self._state is not SessionState.CLOSED:
                 self._set_state(SessionState.IDLE, turn.run_id)
             self._emit_quietly(finished)
-            if not turn.future.done():
-                turn.future.set_result(RunResult.of(finished, run))
+            self._settle(turn, RunResult.of(finished, run))
             if self._inbox is not None:
                 self._send(RunDone(turn.run_id))
 

@@ -26,7 +26,7 @@ from browser._jupyter import (
 )
 from nbagent.testing import ScriptedServer, call, say, use_tools
 
-pytestmark = needs_chromium
+pytestmark = [needs_chromium, pytest.mark.browser]
 
 XSS = (
     "Careful: <img src=x onerror=\"window.__nbagent_xss='img'\"> "

@@ -24,7 +24,7 @@ from browser._jupyter import (
 )
 from nbagent.testing import ScriptedServer, call, say, use_tools
 
-pytestmark = needs_chromium
+pytestmark = [needs_chromium, pytest.mark.browser]
 
 TOOLS = r"""
 from nbagent.tools import function_tool

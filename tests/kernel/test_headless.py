@@ -13,6 +13,8 @@ from nbagent.testing import ScriptedServer, call, http_error, say, use_tools
 
 from .frontend import kernel_env
 
+pytestmark = pytest.mark.kernel  # each module starts real Jupyter kernels
+
 
 @pytest.fixture
 def server() -> Iterator[ScriptedServer]:

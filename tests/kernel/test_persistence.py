@@ -17,6 +17,8 @@ from nbagent.testing import ScriptedServer, call, say, use_tools
 
 from .frontend import Frontend, running_kernel
 
+pytestmark = pytest.mark.kernel  # each module starts real Jupyter kernels
+
 COUNT = '''
 from pathlib import Path
 

@@ -6,9 +6,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from nbagent.testing import ScriptedServer, call, say, stall, use_tools
+from nbagent.testing import ScriptedServer, call, say, stall, use_tools, when
 
 from .frontend import Frontend, running_kernel
+
+pytestmark = pytest.mark.kernel  # each module starts real Jupyter kernels
 
 ADD = '''
 def add(a: int, b: int) -> int:
@@ -21,6 +23,9 @@ def add(a: int, b: int) -> int:
 def front() -> Iterator[Frontend]:
     with running_kernel() as running:
         running.run(ADD)
+        # A session's first answer starts a background title request, which would race
+        # the next cell's request for the next scripted reply.
+        running.run("%config NBAgent.titles = False")
         yield running
 
 
@@ -166,9 +171,10 @@ def test_kernel_interrupt_stops_the_run_and_the_next_cell_goes_on(
 def test_background_runs_in_two_sessions_do_not_cross(
     front: Frontend, server: ScriptedServer
 ) -> None:
+    # The two runs overlap: each reply answers its own prompt, whichever request comes first.
     server.add(
-        say("alpha " * 30, words_per_chunk=1),
-        say("beta " * 30, words_per_chunk=1),
+        *when("one", say("alpha " * 30, words_per_chunk=1)),
+        *when("two", say("beta " * 30, words_per_chunk=1)),
     )
     first = front.execute(agent_cell(server, "one", "-s bg1 --mode background"))
     front.reply(first)

@@ -46,6 +46,9 @@ class SessionRecorder:
         self._deltas: list[_Delta] = []
         self._timer: asyncio.TimerHandle | None = None
         self._title_task: asyncio.Task[None] | None = None
+        self._started: set[str] = set()
+        """Runs whose start this recorder wrote (a turn stopped before it started has
+        an end and no checkpoints)."""
 
     # -- the sink -------------------------------------------------------------------------
 
@@ -67,6 +70,7 @@ class SessionRecorder:
         runs = self.session.runs
         log = self.log
         if isinstance(event, RunStarted):
+            self._started.add(event.run_id)
             log.checkpoint(
                 "input", run_id=event.run_id, model=model, turn=runs,
                 summary=event.prompt or "(resumed)", before=before,
@@ -87,7 +91,8 @@ class SessionRecorder:
                 "error", run_id=event.run_id, model=model, turn=runs, summary=event.message,
                 fsync=True,
             )  # fmt: skip
-        elif isinstance(event, RunFinished):
+        elif isinstance(event, RunFinished) and event.run_id in self._started:
+            self._started.discard(event.run_id)
             log.checkpoint(
                 "end", run_id=event.run_id, model=model, turn=runs,
                 summary=event.text or event.status, fsync=True,

@@ -6,6 +6,9 @@ scripted model, driven by the same scripts.
     with ScriptedServer([use_tools(call("add", {"a": 2, "b": 3})), say("5")]) as server:
         session = nbagent.Session("openai/gpt-4o-mini", api_base=server.url, api_key="sk-test")
 
+Sessions that run concurrently against one server script their replies by what they
+ask, not by who asks first: ``server.add(*when("one", say("A")), *when("two", say("B")))``.
+
 From a shell (for demos): ``python -m nbagent.testing --echo`` or ``--script replies.json``.
 """
 
@@ -21,6 +24,7 @@ from ._script import (
     stall,
     stream_deltas,
     use_tools,
+    when,
 )
 from ._server import ScriptedServer
 
@@ -37,4 +41,5 @@ __all__ = [
     "stall",
     "stream_deltas",
     "use_tools",
+    "when",
 ]

@@ -17,7 +17,7 @@ from ..model import (
     UsageChunk,
     provider_error,
 )
-from ._script import Reply, estimate_usage, last_user_text, say, stream_deltas
+from ._script import Reply, estimate_usage, last_user_text, say, stream_deltas, take_reply
 
 
 class _StatusError(Exception):
@@ -28,7 +28,8 @@ class _StatusError(Exception):
 
 
 class ScriptedModel:
-    """Answers each request with the next scripted :class:`Reply`, in memory.
+    """Answers each request with the next scripted :class:`Reply` (the first that fits
+    the request, see :attr:`Reply.when`), in memory.
 
     Faults behave as they do over HTTP: a status becomes the same error the litellm path
     raises, a cut raises mid-stream, a stall sleeps (and can be cancelled). ``requests``
@@ -67,13 +68,19 @@ class ScriptedModel:
         return (prompt_tokens + completion_tokens) * self.usd_per_1k_tokens / 1000
 
     def _next(self, messages: list[dict[str, Any]]) -> Reply:
-        if self._replies:
-            return self._replies.popleft()
+        reply = take_reply(self._replies, messages)
+        if reply is not None:
+            return reply
         if self.echo:
             return say(f"You said: {last_user_text(messages)}")
-        raise provider_error(
-            _StatusError(400, "the scripted model has no reply left", None), self._name
-        )
+        if self._replies:
+            message = (
+                f"none of the {len(self._replies)} scripted replies left fits this request "
+                f"(its last user message: {last_user_text(messages)[:200]!r})"
+            )
+        else:
+            message = "the scripted model has no reply left"
+        raise provider_error(_StatusError(400, message, None), self._name)
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
         self.requests.append(copy.deepcopy(request))

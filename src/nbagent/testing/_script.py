@@ -6,9 +6,11 @@ One script drives both the in-memory :class:`ScriptedModel` and the HTTP
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import uuid
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -61,6 +63,31 @@ class Reply:
     stall_after: int | None = None
     """Stop sending after this many deltas for ``stall_seconds``."""
     stall_seconds: float = 30.0
+    when: str | None = None
+    """Answer only a request whose last user message contains this text; the first reply
+    in the script that fits the request answers it. Sessions that run concurrently
+    against one server tag their replies with (part of) their prompt, so it does not
+    matter whose request arrives first. ``None`` fits any request."""
+
+    def fits(self, messages: list[dict[str, Any]]) -> bool:
+        """Whether this reply may answer a request with these messages."""
+        return self.when is None or self.when in last_user_text(messages)
+
+
+def when(text: str, *replies: Reply) -> list[Reply]:
+    """The same replies, each answering only requests whose last user message contains
+    ``text``: ``server.add(*when("alpha", say("A")), *when("beta", say("B")))``."""
+    return [dataclasses.replace(reply, when=text) for reply in replies]
+
+
+def take_reply(replies: deque[Reply], messages: list[dict[str, Any]]) -> Reply | None:
+    """Remove and return the first reply in ``replies`` that fits a request with
+    ``messages`` (see :attr:`Reply.when`), or ``None`` when none does."""
+    for index, reply in enumerate(replies):
+        if reply.fits(messages):
+            del replies[index]
+            return reply
+    return None
 
 
 def say(text: str, **options: Any) -> Reply:

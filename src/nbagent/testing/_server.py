@@ -1,6 +1,7 @@
 """A scripted OpenAI-compatible chat server on 127.0.0.1: real HTTP, real SSE chunks.
 
-It answers ``POST …/chat/completions`` with the next scripted :class:`Reply`: streamed
+It answers ``POST …/chat/completions`` with the next scripted :class:`Reply` (the first
+that fits the request, see :attr:`Reply.when`): streamed
 (chunked transfer, one SSE event per delta, a usage chunk, ``[DONE]``) or whole, and
 injects the reply's faults for real: HTTP error statuses, a connection cut mid-stream
 (the chunked body never ends), a stall. It runs in a daemon thread, so it serves sync
@@ -18,7 +19,7 @@ from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from ._script import Reply, estimate_usage, last_user_text, say, stream_deltas
+from ._script import Reply, estimate_usage, last_user_text, say, stream_deltas, take_reply
 
 
 class ScriptedServer:
@@ -58,8 +59,12 @@ class ScriptedServer:
 
     def start(self) -> ScriptedServer:
         if self._thread is None:
+            # A short poll: ``stop`` waits up to one poll for the serving loop to end.
             self._thread = threading.Thread(
-                target=self._httpd.serve_forever, name="nbagent-scripted-server", daemon=True
+                target=self._httpd.serve_forever,
+                kwargs={"poll_interval": 0.02},
+                name="nbagent-scripted-server",
+                daemon=True,
             )
             self._thread.start()
         return self
@@ -78,14 +83,23 @@ class ScriptedServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _next(self, body: dict[str, Any]) -> Reply | None:
+    def _next(self, body: dict[str, Any]) -> Reply | str:
+        """The reply to a request, or why there is none."""
+        messages = body.get("messages", [])
         with self._lock:
             self.requests.append(body)
-            if self._replies:
-                return self._replies.popleft()
+            reply = take_reply(self._replies, messages)
+            left = len(self._replies)
+        if reply is not None:
+            return reply
         if self.echo:
-            return say(f"You said: {last_user_text(body.get('messages', []))}")
-        return None
+            return say(f"You said: {last_user_text(messages)}")
+        if left:
+            return (
+                f"none of the {left} scripted replies left fits this request "
+                f"(its last user message: {last_user_text(messages)[:200]!r})"
+            )
+        return "the scripted server has no reply left"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -116,16 +130,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
             return
         reply = self.scripted._next(body)
-        if reply is None:
-            self._json(
-                500,
-                {
-                    "error": {
-                        "message": "the scripted server has no reply left",
-                        "type": "server_error",
-                    }
-                },
-            )
+        if isinstance(reply, str):
+            self._json(500, {"error": {"message": reply, "type": "server_error"}})
             return
         if reply.status is not None:
             headers = (

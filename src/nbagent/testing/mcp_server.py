@@ -27,10 +27,27 @@ import sys
 import time
 from typing import Any
 
-from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
-from mcp.server.mcpserver.utilities.types import Image
-from mcp_types import EmbeddedResource, TextResourceContents, ToolAnnotations
+
+def start_faults(argv: list[str]) -> None:
+    """Act on ``--exit-on-start`` / ``--hang-on-start``, if given."""
+    if "--exit-on-start" in argv:
+        print("fatal: the test server was told to exit at start", file=sys.stderr, flush=True)
+        sys.exit(3)
+    if "--hang-on-start" in argv:
+        print("the test server will never answer", file=sys.stderr, flush=True)
+        while True:
+            time.sleep(3600)
+
+
+if __name__ == "__main__":
+    # Before importing the MCP SDK, which takes a second or more on a busy machine: a
+    # client's startup timeout then meets the fault it is testing, not a slow import.
+    start_faults(sys.argv[1:])
+
+from mcp.server.mcpserver import Context, MCPServer  # noqa: E402
+from mcp.server.mcpserver.exceptions import ToolError  # noqa: E402
+from mcp.server.mcpserver.utilities.types import Image  # noqa: E402
+from mcp_types import EmbeddedResource, TextResourceContents, ToolAnnotations  # noqa: E402
 
 # A 1×1 transparent PNG.
 PNG = base64.b64decode(
@@ -131,13 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--exit-on-start", action="store_true")
     parser.add_argument("--hang-on-start", action="store_true")
     args = parser.parse_args(argv)
-    if args.exit_on_start:
-        print("fatal: the test server was told to exit at start", file=sys.stderr, flush=True)
-        sys.exit(3)
-    if args.hang_on_start:
-        print("the test server will never answer", file=sys.stderr, flush=True)
-        while True:
-            time.sleep(3600)
+    start_faults(sys.argv[1:] if argv is None else argv)
     server = build_server(args.name)
     if args.transport == "stdio":
         server.run("stdio")
