@@ -3,7 +3,9 @@
 Streamed text is coalesced and sent as small custom messages (``{"type": "delta"}``)
 every ``flush_interval`` seconds; the whole state (``blocks``: text blocks and tool cards)
 is synced as a trait when a card changes, about once a second while text streams, and
-at the end. Images a tool displayed go in ``media`` (synced once, when they arrive);
+at the end. Cards arrive as the parts the one card walker yields (labels, decisions,
+which sections show; see ``render.parts``) and text blocks with their safe HTML, so the
+page lays things out and decides nothing. Images a tool displayed go in ``media`` (synced once, when they arrive);
 the cards refer to them by key, so the frequent ``blocks`` syncs stay small. The buttons
 in the page send ``{"type": "decide" | "stop", "request": n}``; the view calls the
 callbacks it was given and answers each request with an ``ack``.
@@ -43,11 +45,11 @@ class AgentView(anywidget.AnyWidget):
 
     _esm = _esm_path()
     blocks: traitlets.List[dict[str, Any]] = traitlets.List().tag(sync=True)
-    """Text blocks and tool cards, as JSON (see ``Transcript``)."""
+    """Text blocks (Markdown and safe HTML) and tool cards (walked parts), as JSON."""
     synced_seq = traitlets.Int(0).tag(sync=True)
     """The last delta message whose text ``blocks`` already contains."""
     status = traitlets.Dict().tag(sync=True)
-    """State, model, tokens, cost, elapsed time, notices."""
+    """State, notices, elapsed time, and the status line around it (``label``, ``details``)."""
     media = traitlets.Dict().tag(sync=True)
     """Images tools displayed, ``{key: {"mime", "data"}}``; cards hold the keys."""
 
