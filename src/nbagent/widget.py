@@ -5,10 +5,11 @@ every ``flush_interval`` seconds; the whole state (``blocks``: text blocks and t
 is synced as a trait when a card changes, about once a second while text streams, and
 at the end. Cards arrive as the parts the one card walker yields (labels, decisions,
 which sections show; see ``render.parts``) and text blocks with their safe HTML, so the
-page lays things out and decides nothing. Images a tool displayed go in ``media`` (synced once, when they arrive);
-the cards refer to them by key, so the frequent ``blocks`` syncs stay small. The buttons
-in the page send ``{"type": "decide" | "stop", "request": n}``; the view calls the
-callbacks it was given and answers each request with an ``ack``.
+page lays things out and decides nothing. Images a tool displayed go in ``media``
+(synced once, when they arrive); the cards refer to them by key, so the frequent
+``blocks`` syncs stay small. The buttons in the page send ``{"type": "decide" | "stop",
+"request": n}``; the view calls the callbacks it was given and answers each request with
+an ``ack``.
 It imports the events and the transcript model only, never the session.
 """
 
