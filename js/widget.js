@@ -277,7 +277,12 @@ function render({ model, el }) {
   function changesNode(card) {
     const details = /** @type {HTMLDetailsElement} */ (h("details", "nb-changes"));
     details.open = changesOpen.get(card.id) ?? card.changes_open;
-    details.addEventListener("toggle", () => changesOpen.set(card.id, details.open));
+    // Setting `open` above fires "toggle" too: only a change away from what the kernel
+    // says is the user's, and outlives the decision.
+    details.addEventListener("toggle", () => {
+      if (details.open === card.changes_open) changesOpen.delete(card.id);
+      else changesOpen.set(card.id, details.open);
+    });
     const pre = h("pre", "nb-diff");
     for (const [kind, line] of card.preview ?? []) {
       pre.append(h("span", DIFF_KINDS.has(kind) ? `nb-diff-${kind}` : "", line), "\n");

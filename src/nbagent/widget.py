@@ -74,6 +74,7 @@ class AgentView(anywidget.AnyWidget):
         self._pending_block = -1
         self._seq = 0
         self._timer: asyncio.TimerHandle | None = None
+        self._sync_timer: asyncio.TimerHandle | None = None
         self._last_text_sync = time.monotonic()
         self._text_dirty = False
         self._media: dict[str, dict[str, str]] = {}
@@ -119,7 +120,9 @@ class AgentView(anywidget.AnyWidget):
                 self.status = transcript.status_json()
 
     def _flush(self) -> None:
-        """Send the coalesced text as one message; sync the full text about once a second."""
+        """Send the coalesced text as one message; sync the full text about once a second,
+        and once more when the stream pauses (the page shows the kernel's HTML of the text,
+        and streamed text as plain text until then)."""
         self._timer = None
         if self._pending:
             self._seq += 1
@@ -134,14 +137,25 @@ class AgentView(anywidget.AnyWidget):
             self.messages_sent += 1
             self._pending.clear()
             self._text_dirty = True
-        if self._text_dirty and time.monotonic() - self._last_text_sync >= self.text_sync_interval:
+        if not self._text_dirty:
+            return
+        wait = self._last_text_sync + self.text_sync_interval - time.monotonic()
+        if wait <= 0:
+            self._sync_all()
+        elif self._sync_timer is None:
+            self._sync_timer = asyncio.get_running_loop().call_later(wait, self._sync_text)
+
+    def _sync_text(self) -> None:
+        self._sync_timer = None
+        if self._text_dirty:
             self._sync_all()
 
     def _sync_all(self) -> None:
         """Sync the whole state (text included); pending deltas are part of it."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        for timer in (self._timer, self._sync_timer):
+            if timer is not None:
+                timer.cancel()
+        self._timer = self._sync_timer = None
         if self._pending:
             self._seq += 1
             self._pending.clear()
@@ -204,9 +218,10 @@ class AgentView(anywidget.AnyWidget):
             self.send({"type": "ack", "request": request, "ok": True})
 
     def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        for timer in (self._timer, self._sync_timer):
+            if timer is not None:
+                timer.cancel()
+        self._timer = self._sync_timer = None
         self.on_decide = None
         self.on_stop = None
         super().close()

@@ -276,7 +276,7 @@ class Transcript:
         """The status as the live view gets it; ``label`` and ``details`` are its status
         line around the elapsed time, which the page keeps ticking."""
         cost = format_cost(self.cost_usd, self.cost_known)
-        context = f" · {self.context_note()}" if self.context_tokens > 0 else ""
+        details = [f"{self.total_tokens:,} tokens", self.context_note(), cost, self.model]
         return {
             "state": self.state,
             "status": self.status,
@@ -291,7 +291,7 @@ class Transcript:
             "elapsed_s": round(self.elapsed(), 3),
             "finished": self.finished_at is not None,
             "label": self.state_label,
-            "details": f"{self.total_tokens:,} tokens{context} · {cost} · {self.model}",
+            "details": " · ".join(part for part in details if part),
         }
 
     # -- rendering -------------------------------------------------------------------------
