@@ -8,7 +8,7 @@
 // an allowlist of tags and attributes is kept. Streamed text is shown as text.
 
 /**
- * @typedef {{kind: "text", text: string, html: string}} TextBlock
+ * @typedef {{kind: "text", text: string, html: string, tail?: string}} TextBlock
  * @typedef {{kind: "tool", id: string, name: string, status: string, label: string,
  *   decision: string | null, duration: string | null, awaits_decision: boolean,
  *   arguments: Array<[string, "code" | "json", string]>, arguments_json: string,
@@ -114,14 +114,15 @@ function copyAllowed(from, into) {
 /**
  * A text block: the kernel's safe HTML, and text streamed since as plain text.
  * @param {string} html
+ * @param {string} tail
  * @returns {HTMLElement}
  */
-function textNode(html) {
+function textNode(html, tail) {
   const out = h("div", "nb-text");
   const template = document.createElement("template");
   template.innerHTML = html;
   copyAllowed(template.content, out);
-  out.append(h("span", "nb-tail"));
+  out.append(h("span", "nb-tail", tail));
   return out;
 }
 
@@ -328,8 +329,8 @@ function render({ model, el }) {
     textNodes = [];
     blocks.forEach((block, i) => {
       if (block.kind === "text") {
-        tails[i] = "";
-        const node = textNode(block.html ?? "");
+        tails[i] = block.tail ?? ""; // text the kernel has not rendered yet
+        const node = textNode(block.html ?? "", tails[i]);
         textNodes[i] = node;
         body.append(node);
       } else {
@@ -346,7 +347,7 @@ function render({ model, el }) {
     for (const i of dirty) {
       let node = textNodes[i];
       if (!node) {
-        node = textNode("");
+        node = textNode("", "");
         body.append(node);
         textNodes[i] = node;
       }

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
+
+import pytest
 
 from nbagent.events import (
     ApprovalDecided,
@@ -13,7 +16,8 @@ from nbagent.events import (
     ToolCallProposed,
     ToolFinished,
 )
-from nbagent.render import Transcript
+from nbagent.render import TextBlock, Transcript
+from nbagent.render import transcript as transcript_module
 from nbagent.widget import AgentView
 
 
@@ -87,3 +91,29 @@ def test_cards_reach_the_page_as_walked_parts_with_labels() -> None:
         assert view.status["details"] == "0 tokens · $0.0000"  # no model named yet
     finally:
         view.close()
+
+
+def test_a_long_streaming_answer_spends_at_most_a_tenth_of_the_kernel_on_markdown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [0.0]
+
+    def slow_markdown(text: str) -> str:
+        clock[0] += 0.1  # a long answer: 100 ms per rendering
+        return f"<p>{text}</p>"
+
+    monkeypatch.setattr(transcript_module, "markdown_html", slow_markdown)
+    monkeypatch.setattr(transcript_module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    block = TextBlock(["a"])
+    assert block.rendered(fresh=False) == ("<p>a</p>", "")
+    block.parts.append("b")
+    clock[0] = 0.5  # 0.4 s after a 0.1 s rendering: too soon while streaming
+    assert block.rendered(fresh=False) == ("<p>a</p>", "b")
+    assert block.to_json(fresh=False)["tail"] == "b"
+    clock[0] = 1.0  # nine times the cost later
+    assert block.rendered(fresh=False) == ("<p>ab</p>", "")
+    block.parts.append("c")
+    assert block.rendered() == ("<p>abc</p>", "")  # the static twin and final syncs: always
+    block.parts.append("d")
+    block.closed = True  # a finished block will not change again: render it now
+    assert block.rendered(fresh=False) == ("<p>abcd</p>", "")

@@ -25,7 +25,7 @@ import anywidget
 import traitlets
 
 from .events import Event, TextDelta
-from .render import Transcript
+from .render import TextBlock, Transcript
 
 Action = Literal["approve", "reject", "always"]
 """What a card button asks for: approve this call, reject it, always allow the tool."""
@@ -141,17 +141,18 @@ class AgentView(anywidget.AnyWidget):
             return
         wait = self._last_text_sync + self.text_sync_interval - time.monotonic()
         if wait <= 0:
-            self._sync_all()
+            self._sync_all(fresh=False)
         elif self._sync_timer is None:
             self._sync_timer = asyncio.get_running_loop().call_later(wait, self._sync_text)
 
     def _sync_text(self) -> None:
         self._sync_timer = None
         if self._text_dirty:
-            self._sync_all()
+            self._sync_all(fresh=False)
 
-    def _sync_all(self) -> None:
-        """Sync the whole state (text included); pending deltas are part of it."""
+    def _sync_all(self, *, fresh: bool = True) -> None:
+        """Sync the whole state (text included); pending deltas are part of it. While text
+        streams (``fresh`` False) its Markdown may be rendered less often than synced."""
         for timer in (self._timer, self._sync_timer):
             if timer is not None:
                 timer.cancel()
@@ -161,7 +162,10 @@ class AgentView(anywidget.AnyWidget):
             self._pending.clear()
         self._last_text_sync = time.monotonic()
         self._text_dirty = False
-        blocks = [block.to_json() for block in self.transcript.blocks]
+        blocks = [
+            block.to_json(fresh=fresh) if isinstance(block, TextBlock) else block.to_json()
+            for block in self.transcript.blocks
+        ]
         media_changed = self._move_media(blocks)
         with self.hold_sync():
             if media_changed:
@@ -169,6 +173,12 @@ class AgentView(anywidget.AnyWidget):
             self.blocks = blocks
             self.synced_seq = self._seq
             self.status = self.transcript.status_json()
+        if any(block.get("tail") for block in blocks):
+            # Markdown rendering was put off: come back when the stream may have paused.
+            self._text_dirty = True
+            self._sync_timer = asyncio.get_running_loop().call_later(
+                self.text_sync_interval, self._sync_text
+            )
 
     def _move_media(self, blocks: list[dict[str, Any]]) -> bool:
         """Replace image data in ``blocks`` by keys into ``media``; True if media grew."""

@@ -47,8 +47,9 @@ class TextBlock:
     parts: list[str] = field(default_factory=list)
     closed: bool = False
     _html: tuple[str, str] | None = field(default=None, repr=False, compare=False)
-    """The last text rendered and its HTML: a live view asks every second while text
-    streams, and Markdown is rendered again only when the text changed."""
+    """The last text rendered and its HTML."""
+    _next_render: float = field(default=0.0, repr=False, compare=False)
+    """When a live view may render again (see :meth:`rendered`)."""
 
     @property
     def text(self) -> str:
@@ -59,17 +60,36 @@ class TextBlock:
     @property
     def html(self) -> str:
         """The text as safe HTML (see :func:`markdown_html`)."""
+        return self.rendered()[0]
+
+    def rendered(self, *, fresh: bool = True) -> tuple[str, str]:
+        """The safe HTML of the text, and the text streamed since that the HTML lacks.
+
+        A live view asks every second while text streams. Markdown is rendered again only
+        when the text grew, and with ``fresh`` False only when that spends at most a tenth
+        of the kernel's time (a long answer costs tens of ms per rendering): until then
+        the page shows the newer text as plain text.
+        """
         text = self.text
-        if self._html is None or self._html[0] != text:
-            self._html = (text, markdown_html(text))
-        return self._html[1]
+        cached = self._html
+        if cached is not None and text.startswith(cached[0]):
+            now = time.monotonic()
+            if cached[0] == text or (not fresh and not self.closed and now < self._next_render):
+                return cached[1], text[len(cached[0]) :]
+        started = time.monotonic()
+        self._html = (text, markdown_html(text))
+        done = time.monotonic()
+        self._next_render = done + 9 * (done - started)
+        return self._html[1], ""
 
     def part(self) -> TextPart:
         return TextPart(self.text, self.html)
 
-    def to_json(self) -> dict[str, Any]:
-        """The block as the live view gets it: the Markdown and its safe HTML."""
-        return {"kind": "text", "text": self.text, "html": self.html}
+    def to_json(self, *, fresh: bool = True) -> dict[str, Any]:
+        """The block as the live view gets it: the Markdown, its safe HTML, and the text
+        the HTML does not hold yet (see :meth:`rendered`)."""
+        html, tail = self.rendered(fresh=fresh)
+        return {"kind": "text", "text": self.text, "html": html, "tail": tail}
 
 
 Block = TextBlock | ToolCard
