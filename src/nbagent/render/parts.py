@@ -50,6 +50,9 @@ class Arguments:
     items: tuple[Argument, ...]
     kind: Literal["arguments"] = "arguments"
 
+    def to_json(self) -> dict[str, Any]:
+        return {"arguments": [[a.key, a.shown_as, a.text] for a in self.items]}
+
 
 @dataclass(frozen=True)
 class RawArguments:
@@ -58,6 +61,9 @@ class RawArguments:
     text: str
     kind: Literal["arguments_json"] = "arguments_json"
 
+    def to_json(self) -> dict[str, Any]:
+        return {"arguments_json": self.text}
+
 
 @dataclass(frozen=True)
 class Note:
@@ -65,6 +71,9 @@ class Note:
 
     kind: Literal["problem", "denied"]
     text: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {self.kind: self.text}
 
 
 @dataclass(frozen=True)
@@ -78,6 +87,9 @@ class Changes:
     """Shown unfolded: the call still waits for a decision."""
     kind: Literal["preview"] = "preview"
 
+    def to_json(self) -> dict[str, Any]:
+        return {"preview": [list(line) for line in self.lines], "changes_open": self.open}
+
 
 @dataclass(frozen=True)
 class Result:
@@ -87,6 +99,9 @@ class Result:
     truncated: bool
     kind: Literal["result"] = "result"
 
+    def to_json(self) -> dict[str, Any]:
+        return {"result": self.text, "truncated": self.truncated}
+
 
 @dataclass(frozen=True)
 class Displays:
@@ -95,6 +110,9 @@ class Displays:
     items: tuple[DisplayItem, ...]
     note: str | None
     kind: Literal["display"] = "display"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"display": [dict(item) for item in self.items], "display_note": self.note}
 
 
 CardSection = Arguments | RawArguments | Note | Changes | Result | Displays
@@ -113,19 +131,10 @@ class CardParts:
     duration_s: float
     """How long the tool ran (the live view shows it; saved outputs do not)."""
 
-    def section(self, kind: str) -> CardSection | None:
-        return next((s for s in self.sections if s.kind == kind), None)
-
     def to_json(self) -> dict[str, Any]:
-        """The parts as the live view gets them: every section under its kind (empty or
-        None when not shown) and ``sections``, the kinds to show in order."""
-        arguments = self.section("arguments")
-        raw = self.section("arguments_json")
-        changes = self.section("preview")
-        result = self.section("result")
-        displays = self.section("display")
-        problem, denied = self.section("problem"), self.section("denied")
-        return {
+        """The parts as the live view gets them: every section's fields (empty or None
+        when the section is not shown) and ``sections``, the kinds to show in order."""
+        out: dict[str, Any] = {
             "kind": "tool",
             "id": self.id,
             "name": self.header.name,
@@ -134,25 +143,28 @@ class CardParts:
             "decision": self.header.decision,
             "duration": f"{self.duration_s:.2f} s" if self.duration_s else None,
             "awaits_decision": self.awaits_decision,
-            "arguments": [
-                [a.key, a.shown_as, a.text]
-                for a in (arguments.items if isinstance(arguments, Arguments) else ())
-            ],
-            "arguments_json": raw.text if isinstance(raw, RawArguments) else "",
-            "problem": problem.text if isinstance(problem, Note) else None,
-            "preview": [list(line) for line in changes.lines]
-            if isinstance(changes, Changes)
-            else None,
-            "changes_open": isinstance(changes, Changes) and changes.open,
-            "denied": denied.text if isinstance(denied, Note) else None,
-            "result": result.text if isinstance(result, Result) else None,
-            "truncated": isinstance(result, Result) and result.truncated,
-            "display": [dict(item) for item in displays.items]
-            if isinstance(displays, Displays)
-            else [],
-            "display_note": displays.note if isinstance(displays, Displays) else None,
-            "sections": [s.kind for s in self.sections],
+            **_no_sections(),
+            "sections": [section.kind for section in self.sections],
         }
+        for section in self.sections:
+            out.update(section.to_json())
+        return out
+
+
+def _no_sections() -> dict[str, Any]:
+    """A card's section fields when no section is shown (the page reads them all)."""
+    return {
+        "arguments": [],
+        "arguments_json": "",
+        "problem": None,
+        "preview": None,
+        "changes_open": False,
+        "denied": None,
+        "result": None,
+        "truncated": False,
+        "display": [],
+        "display_note": None,
+    }
 
 
 @dataclass(frozen=True)
