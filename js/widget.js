@@ -2,24 +2,24 @@
 //
 // State comes from two traits (`blocks`, `status`) plus custom "delta" messages that
 // carry streamed text every 33–50 ms; `synced_seq` says which delta the last `blocks`
-// sync already contains. Model text is rendered by building DOM nodes (textContent,
-// createElement) from a small Markdown subset: nothing from the model is ever parsed
-// as HTML, and only http(s)/mailto links are kept.
+// sync already contains. The kernel decides what a card shows and how states are called
+// (the parts of `nbagent.render`): this file lays the parts out and makes no decisions.
+// Text blocks arrive as safe HTML rendered by the kernel; it is parsed inert, and only
+// an allowlist of tags and attributes is kept. Streamed text is shown as text.
 
 /**
- * @typedef {{kind: "text", text: string}} TextBlock
- * @typedef {{kind: "tool", id: string, name: string,
+ * @typedef {{kind: "text", text: string, html: string, tail?: string}} TextBlock
+ * @typedef {{kind: "tool", id: string, name: string, status: string, label: string,
+ *   decision: string | null, duration: string | null, awaits_decision: boolean,
  *   arguments: Array<[string, "code" | "json", string]>, arguments_json: string,
- *   status: string, decision: string | null, result: string | null,
- *   duration_s: number, truncated: boolean, read_only: boolean, problem: string | null,
- *   preview: Array<[string, string]> | null, display: DisplayItem[],
- *   display_note: string | null}} ToolBlock
+ *   problem: string | null, preview: Array<[string, string]> | null, changes_open: boolean,
+ *   denied: string | null, result: string | null, truncated: boolean,
+ *   display: DisplayItem[], display_note: string | null, sections: string[]}} ToolBlock
  * @typedef {{kind: "image", mime: string, ref: string, alt?: string}
  *   | {kind: "text", text: string}} DisplayItem
  * @typedef {TextBlock | ToolBlock} Block
- * @typedef {{state: string, status: string | null, error: string | null, notices: string[],
- *   model: string, session: string, turns: number, tokens: number, cost: string,
- *   elapsed_s: number, finished: boolean, context_tokens?: number}} Status
+ * @typedef {{notices: string[], label: string, details: string, elapsed_s: number,
+ *   finished: boolean}} Status
  * @typedef {{type: "delta", seq: number, block: number, text: string}
  *   | {type: "ack", request: number, ok: boolean, error?: string}} Incoming
  * @typedef {{get(name: string): any, on(event: string, cb: Function): void,
@@ -27,11 +27,17 @@
  */
 
 const REQUEST_TIMEOUT_MS = 10000;
-const SAFE_URL = /^(https?:|mailto:)/i;
+const SAFE_URL = /^(https?:|mailto:|#)/i;
 // Tool images: only PNG/JPEG, only plain base64 (checked in the kernel too).
 const IMAGE_MIMES = new Set(["image/png", "image/jpeg"]);
 const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
 const DIFF_KINDS = new Set(["add", "del", "hunk", "meta", "ctx"]);
+// What the kernel's Markdown renderer writes; anything else is dropped with its content.
+const TEXT_TAGS = new Set([
+  "P", "BR", "HR", "STRONG", "EM", "DEL", "CODE", "PRE", "A", "UL", "OL", "LI", "BLOCKQUOTE",
+  "H1", "H2", "H3", "H4", "H5", "H6", "TABLE", "THEAD", "TBODY", "TR", "TH", "TD",
+]);
+const BUTTONS = [["Approve", "approve"], ["Reject", "reject"], ["Always allow", "always"]];
 
 const CSS = `
 .nbagent-view { font-family: var(--jp-ui-font-family, sans-serif); font-size: var(--jp-content-font-size1, 14px);
@@ -40,6 +46,11 @@ const CSS = `
 .nbagent-view .nb-status { display: flex; gap: 8px; align-items: center; color: var(--jp-content-font-color2, #666);
   font-size: 90%; flex-wrap: wrap; }
 .nbagent-view .nb-text p { margin: 4px 0; white-space: pre-wrap; }
+.nbagent-view .nb-text ul, .nbagent-view .nb-text ol { margin: 4px 0; }
+.nbagent-view .nb-text code { background: var(--jp-layout-color2, #f5f5f5); padding: 0 2px; }
+.nbagent-view .nb-text pre code { padding: 0; }
+.nbagent-view .nb-text td, .nbagent-view .nb-text th { border: 1px solid var(--jp-border-color2, #ddd); padding: 1px 6px; }
+.nbagent-view .nb-tail { white-space: pre-wrap; }
 .nbagent-view pre { background: var(--jp-layout-color2, #f5f5f5); padding: 4px 6px; margin: 4px 0;
   white-space: pre-wrap; overflow-x: auto; }
 .nbagent-view .nb-card { border: 1px solid var(--jp-border-color1, #bbb); border-radius: 4px; padding: 4px 8px; margin: 6px 0; }
@@ -54,7 +65,7 @@ const CSS = `
 .nbagent-view .nb-muted { color: var(--jp-content-font-color2, #666); }
 .nbagent-view .nb-diff-add { color: #116329; background: #dafbe1; }
 .nbagent-view .nb-diff-del { color: #82071e; background: #ffebe9; }
-.nbagent-view .nb-diff-hunk { color: #0550ae; }
+.nbagent-view .nb-diff-hunk { color: var(--jp-info-color1, #0550ae); }
 .nbagent-view .nb-diff-meta { color: var(--jp-content-font-color2, #57606a); font-weight: bold; }
 .nbagent-view .nb-display-image { display: block; max-width: 100%; margin: 4px 0; }
 `;
@@ -74,97 +85,44 @@ function h(tag, cls, text) {
 }
 
 /**
- * Inline Markdown (code spans, bold, italic, links) as DOM nodes.
- * @param {string} text
- * @param {HTMLElement} into
+ * Copy the allowed part of parsed HTML: known tags, safe links, nothing else.
+ * Parsing into a <template> is inert (no script runs, no image loads).
+ * @param {Node} from
+ * @param {Node} into
  */
-function inline(text, into) {
-  const pattern = /(`+)([^`]+?)\1|\*\*([^*]+)\*\*|\*([^*\s][^*]*)\*|\[([^\]]+)\]\(([^)\s]+)\)/g;
-  let last = 0;
-  for (const m of text.matchAll(pattern)) {
-    const at = m.index ?? 0;
-    if (at > last) into.append(text.slice(last, at));
-    if (m[2] !== undefined) into.append(h("code", "", m[2]));
-    else if (m[3] !== undefined) into.append(h("strong", "", m[3]));
-    else if (m[4] !== undefined) into.append(h("em", "", m[4]));
-    else if (SAFE_URL.test(m[6])) {
-      const a = /** @type {HTMLAnchorElement} */ (h("a", "", m[5]));
-      a.href = m[6];
-      a.rel = "noopener noreferrer nofollow";
-      a.target = "_blank";
-      into.append(a);
-    } else into.append(m[5]);
-    last = at + m[0].length;
+function copyAllowed(from, into) {
+  for (const child of from.childNodes) {
+    if (child.nodeType === Node.TEXT_NODE) {
+      into.appendChild(document.createTextNode(child.textContent ?? ""));
+    } else if (child.nodeType === Node.ELEMENT_NODE && TEXT_TAGS.has(/** @type {Element} */ (child).tagName)) {
+      const element = /** @type {Element} */ (child);
+      const node = document.createElement(element.tagName.toLowerCase());
+      const href = element.getAttribute("href");
+      if (element.tagName === "A" && href && SAFE_URL.test(href.trim())) {
+        node.setAttribute("href", href.trim());
+        node.setAttribute("rel", "noopener noreferrer nofollow");
+        node.setAttribute("target", "_blank");
+      }
+      const start = element.getAttribute("start");
+      if (element.tagName === "OL" && start && /^\d+$/.test(start)) node.setAttribute("start", start);
+      copyAllowed(element, node);
+      into.appendChild(node);
+    }
   }
-  if (last < text.length) into.append(text.slice(last));
 }
 
 /**
- * A small, safe Markdown subset: fences, headings, lists, quotes, paragraphs.
- * @param {string} text
+ * A text block: the kernel's safe HTML, and text streamed since as plain text.
+ * @param {string} html
+ * @param {string} tail
  * @returns {HTMLElement}
  */
-function markdown(text) {
+function textNode(html, tail) {
   const out = h("div", "nb-text");
-  const lines = text.split("\n");
-  /** @type {HTMLElement | null} */
-  let list = null;
-  /** @type {string[]} */
-  let para = [];
-  const endPara = () => {
-    if (para.length) {
-      const p = h("p");
-      inline(para.join("\n"), p);
-      out.append(p);
-      para = [];
-    }
-  };
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i];
-    const fence = line.match(/^\s*(```+|~~~+)/);
-    if (fence) {
-      endPara();
-      list = null;
-      const code = [];
-      for (i++; i < lines.length && !lines[i].trim().startsWith(fence[1]); i++) code.push(lines[i]);
-      const pre = h("pre");
-      pre.append(h("code", "", code.join("\n")));
-      out.append(pre);
-      continue;
-    }
-    const heading = line.match(/^(#{1,6})\s+(.*)$/);
-    const bullet = line.match(/^\s*([-*+]|\d+[.)])\s+(.*)$/);
-    if (heading) {
-      endPara();
-      list = null;
-      const node = h(`h${Math.min(6, heading[1].length + 2)}`);
-      inline(heading[2], node);
-      out.append(node);
-    } else if (bullet) {
-      endPara();
-      const tag = /\d/.test(bullet[1]) ? "OL" : "UL";
-      if (!list || list.tagName !== tag) {
-        list = h(tag.toLowerCase());
-        out.append(list);
-      }
-      const li = h("li");
-      inline(bullet[2], li);
-      list.append(li);
-    } else if (line.startsWith(">")) {
-      endPara();
-      list = null;
-      const quote = h("blockquote");
-      inline(line.replace(/^>\s?/, ""), quote);
-      out.append(quote);
-    } else if (!line.trim()) {
-      endPara();
-      list = null;
-    } else {
-      list = null;
-      para.push(line);
-    }
-  }
-  endPara();
+  const template = document.createElement("template");
+  template.innerHTML = html;
+  copyAllowed(template.content, out);
+  out.append(h("span", "nb-tail", tail));
   return out;
 }
 
@@ -184,8 +142,8 @@ function render({ model, el }) {
   root.append(style, body, notices, statusLine);
   el.append(root);
 
-  /** @type {string[]} */
-  let texts = [];
+  /** Text streamed into each block since the last `blocks` sync. @type {string[]} */
+  let tails = [];
   /** @type {Array<HTMLElement | null>} */
   let textNodes = [];
   let blockCount = 0;
@@ -228,18 +186,10 @@ function render({ model, el }) {
     notices.append(h("div", "nb-notice", message));
   }
 
-  /**
-   * @param {ToolBlock} card
-   * @returns {HTMLElement}
-   */
-  function cardNode(card) {
-    const node = h("div", "nb-card");
-    node.dataset.status = card.status;
-    node.dataset.callId = card.id;
-    const head = h("div");
-    head.append(h("b", "", "tool "), h("code", "", card.name), ` · ${label(card)}`);
-    node.append(head);
-    if (card.arguments.length) {
+  /** How each section of a card is laid out, by the kind the kernel named it.
+   * @type {Record<string, (card: ToolBlock) => HTMLElement>} */
+  const SECTIONS = {
+    arguments: (card) => {
       const table = h("table", "nb-args");
       for (const [key, how, text] of card.arguments) {
         const row = h("tr");
@@ -252,51 +202,88 @@ function render({ model, el }) {
         row.append(h("td", "", key), value);
         table.append(row);
       }
-      node.append(table);
-    } else if (card.arguments_json) {
-      node.append(h("pre", "", card.arguments_json));
-    }
-    if (card.problem) node.append(h("div", "nb-muted", card.problem));
-    if (card.preview) node.append(changesNode(card));
-    if (card.decision) node.append(h("div", "nb-muted", card.decision));
-    if (card.status === "pending") {
-      const buttons = h("div", "nb-buttons");
-      for (const [name, action] of [["Approve", "approve"], ["Reject", "reject"], ["Always allow", "always"]]) {
-        const button = /** @type {HTMLButtonElement} */ (h("button", `nb-${action}`, name));
-        button.disabled = deciding.has(card.id);
-        button.addEventListener("click", () => {
-          deciding.add(card.id);
-          for (const b of buttons.querySelectorAll("button")) /** @type {HTMLButtonElement} */ (b).disabled = true;
-          request({ type: "decide", id: card.id, action }).catch((err) => {
-            deciding.delete(card.id);
-            for (const b of buttons.querySelectorAll("button")) /** @type {HTMLButtonElement} */ (b).disabled = false;
-            showProblem(`${name} failed: ${err.message}`);
-          });
-        });
-        buttons.append(button);
-      }
-      node.append(buttons);
-    }
-    if (card.result !== null && card.status !== "denied") {
-      const details = h("details");
+      return table;
+    },
+    arguments_json: (card) => h("pre", "", card.arguments_json),
+    problem: (card) => h("div", "nb-muted", card.problem ?? ""),
+    preview: changesNode,
+    denied: (card) => {
+      const node = h("div", "nb-denied");
+      node.append(h("b", "", "Denied: "), card.denied ?? "");
+      return node;
+    },
+    result: (card) => {
+      const details = /** @type {HTMLDetailsElement} */ (h("details", "nb-result"));
       details.open = true;
-      details.append(h("summary", "", card.truncated ? "result (truncated)" : "result"), h("pre", "", card.result));
-      node.append(details);
+      details.append(h("summary", "", card.truncated ? "result (truncated)" : "result"), h("pre", "", card.result ?? ""));
+      return details;
+    },
+    display: displayNode,
+  };
+
+  /**
+   * @param {ToolBlock} card
+   * @returns {HTMLElement}
+   */
+  function cardNode(card) {
+    const node = h("div", "nb-card");
+    node.dataset.status = card.status;
+    node.dataset.callId = card.id;
+    const head = h("div", "nb-card-head");
+    const summary = [card.label, card.decision, card.duration].filter(Boolean).join(" · ");
+    head.append(h("b", "", "tool "), h("code", "", card.name), ` · ${summary}`);
+    node.append(head);
+    for (const kind of card.sections ?? []) {
+      const section = SECTIONS[kind];
+      if (section) node.append(section(card));
     }
-    if ((card.display ?? []).length || card.display_note) node.append(displayNode(card));
+    if (card.awaits_decision) node.append(buttonsNode(card));
     return node;
   }
 
   /**
+   * Approve / Reject / Always allow, for a card that waits for a decision.
+   * @param {ToolBlock} card
+   * @returns {HTMLElement}
+   */
+  function buttonsNode(card) {
+    const buttons = h("div", "nb-buttons");
+    /** @param {boolean} disabled */
+    const disable = (disabled) => {
+      for (const b of buttons.querySelectorAll("button")) /** @type {HTMLButtonElement} */ (b).disabled = disabled;
+    };
+    for (const [name, action] of BUTTONS) {
+      const button = /** @type {HTMLButtonElement} */ (h("button", `nb-${action}`, name));
+      button.disabled = deciding.has(card.id);
+      button.addEventListener("click", () => {
+        deciding.add(card.id);
+        disable(true);
+        request({ type: "decide", id: card.id, action }).catch((err) => {
+          deciding.delete(card.id);
+          disable(false);
+          showProblem(`${name} failed: ${err.message}`);
+        });
+      });
+      buttons.append(button);
+    }
+    return buttons;
+  }
+
+  /**
    * What the call would change: preformatted lines, coloured by kind (text only).
-   * Open while the call waits for a decision, closed afterwards unless the user says.
+   * Open as the kernel says (while the call waits) unless the user opened or closed it.
    * @param {ToolBlock} card
    * @returns {HTMLElement}
    */
   function changesNode(card) {
     const details = /** @type {HTMLDetailsElement} */ (h("details", "nb-changes"));
-    details.open = changesOpen.get(card.id) ?? (card.status === "pending" || card.status === "proposed");
-    details.addEventListener("toggle", () => changesOpen.set(card.id, details.open));
+    details.open = changesOpen.get(card.id) ?? card.changes_open;
+    // Setting `open` above fires "toggle" too: only a change away from what the kernel
+    // says is the user's, and outlives the decision.
+    details.addEventListener("toggle", () => {
+      if (details.open === card.changes_open) changesOpen.delete(card.id);
+      else changesOpen.set(card.id, details.open);
+    });
     const pre = h("pre", "nb-diff");
     for (const [kind, line] of card.preview ?? []) {
       pre.append(h("span", DIFF_KINDS.has(kind) ? `nb-diff-${kind}` : "", line), "\n");
@@ -333,28 +320,17 @@ function render({ model, el }) {
     return box;
   }
 
-  /** @param {ToolBlock} card */
-  function label(card) {
-    const names = /** @type {Record<string, string>} */ ({
-      proposed: "proposed", pending: "waiting for approval", approved: "approved",
-      running: "running", ok: "done", error: "failed", denied: "denied", cancelled: "cancelled",
-    });
-    const parts = [names[card.status] ?? card.status];
-    if (card.duration_s) parts.push(`${card.duration_s.toFixed(2)} s`);
-    return parts.join(" · ");
-  }
-
   function renderBlocks() {
     /** @type {Block[]} */
     const blocks = model.get("blocks") ?? [];
     const synced = model.get("synced_seq") ?? 0;
     body.replaceChildren();
-    texts = [];
+    tails = [];
     textNodes = [];
     blocks.forEach((block, i) => {
       if (block.kind === "text") {
-        texts[i] = block.text;
-        const node = markdown(block.text);
+        tails[i] = block.tail ?? ""; // text the kernel has not rendered yet
+        const node = textNode(block.html ?? "", tails[i]);
         textNodes[i] = node;
         body.append(node);
       } else {
@@ -369,11 +345,14 @@ function render({ model, el }) {
   function flushText() {
     frame = 0;
     for (const i of dirty) {
-      const fresh = markdown(texts[i] ?? "");
-      const old = textNodes[i];
-      if (old) old.replaceWith(fresh);
-      else body.append(fresh);
-      textNodes[i] = fresh;
+      let node = textNodes[i];
+      if (!node) {
+        node = textNode("", "");
+        body.append(node);
+        textNodes[i] = node;
+      }
+      const tail = node.querySelector(".nb-tail");
+      if (tail) tail.textContent = tails[i] ?? "";
     }
     dirty.clear();
   }
@@ -385,7 +364,7 @@ function render({ model, el }) {
       lastSeq = msg.seq;
       if (msg.block > blockCount) return;
       if (msg.block === blockCount) blockCount++; // streaming started a new text block
-      texts[msg.block] = (texts[msg.block] ?? "") + msg.text;
+      tails[msg.block] = (tails[msg.block] ?? "") + msg.text;
       dirty.add(msg.block);
       if (!frame) frame = window.requestAnimationFrame(flushText);
     } else if (msg.type === "ack") {
@@ -403,7 +382,6 @@ function render({ model, el }) {
     const s = model.get("status") ?? {};
     receivedAt = Date.now();
     notices.replaceChildren(...(s.notices ?? []).map((n) => h("div", "nb-notice", n)));
-    if (s.error && !(s.notices ?? []).includes(s.error)) notices.append(h("div", "nb-notice", s.error));
     stop.hidden = Boolean(s.finished);
     tick();
   }
@@ -412,9 +390,7 @@ function render({ model, el }) {
     /** @type {Status} */
     const s = model.get("status") ?? {};
     const elapsed = (s.elapsed_s ?? 0) + (s.finished ? 0 : (Date.now() - receivedAt) / 1000);
-    const state = (s.status ?? s.state ?? "").replace(/_/g, " ");
-    const context = s.context_tokens ? ` · context ~${s.context_tokens.toLocaleString("en-US")} tokens` : "";
-    statusText.textContent = `${state} · ${elapsed.toFixed(1)} s · ${(s.tokens ?? 0).toLocaleString()} tokens${context} · ${s.cost ?? ""} · ${s.model ?? ""}`;
+    statusText.textContent = `${s.label ?? ""} · ${elapsed.toFixed(1)} s · ${s.details ?? ""}`;
   }
 
   stop.addEventListener("click", () => {

@@ -3,10 +3,13 @@
 Streamed text is coalesced and sent as small custom messages (``{"type": "delta"}``)
 every ``flush_interval`` seconds; the whole state (``blocks``: text blocks and tool cards)
 is synced as a trait when a card changes, about once a second while text streams, and
-at the end. Images a tool displayed go in ``media`` (synced once, when they arrive);
-the cards refer to them by key, so the frequent ``blocks`` syncs stay small. The buttons
-in the page send ``{"type": "decide" | "stop", "request": n}``; the view calls the
-callbacks it was given and answers each request with an ``ack``.
+at the end. Cards arrive as the parts the one card walker yields (labels, decisions,
+which sections show; see ``render.parts``) and text blocks with their safe HTML, so the
+page lays things out and decides nothing. Images a tool displayed go in ``media``
+(synced once, when they arrive); the cards refer to them by key, so the frequent
+``blocks`` syncs stay small. The buttons in the page send ``{"type": "decide" | "stop",
+"request": n}``; the view calls the callbacks it was given and answers each request with
+an ``ack``.
 It imports the events and the transcript model only, never the session.
 """
 
@@ -22,7 +25,7 @@ import anywidget
 import traitlets
 
 from .events import Event, TextDelta
-from .render import Transcript
+from .render import TextBlock, Transcript
 
 Action = Literal["approve", "reject", "always"]
 """What a card button asks for: approve this call, reject it, always allow the tool."""
@@ -43,11 +46,11 @@ class AgentView(anywidget.AnyWidget):
 
     _esm = _esm_path()
     blocks: traitlets.List[dict[str, Any]] = traitlets.List().tag(sync=True)
-    """Text blocks and tool cards, as JSON (see ``Transcript``)."""
+    """Text blocks (Markdown and safe HTML) and tool cards (walked parts), as JSON."""
     synced_seq = traitlets.Int(0).tag(sync=True)
     """The last delta message whose text ``blocks`` already contains."""
     status = traitlets.Dict().tag(sync=True)
-    """State, model, tokens, cost, elapsed time, notices."""
+    """State, notices, elapsed time, and the status line around it (``label``, ``details``)."""
     media = traitlets.Dict().tag(sync=True)
     """Images tools displayed, ``{key: {"mime", "data"}}``; cards hold the keys."""
 
@@ -71,6 +74,7 @@ class AgentView(anywidget.AnyWidget):
         self._pending_block = -1
         self._seq = 0
         self._timer: asyncio.TimerHandle | None = None
+        self._sync_timer: asyncio.TimerHandle | None = None
         self._last_text_sync = time.monotonic()
         self._text_dirty = False
         self._media: dict[str, dict[str, str]] = {}
@@ -116,7 +120,9 @@ class AgentView(anywidget.AnyWidget):
                 self.status = transcript.status_json()
 
     def _flush(self) -> None:
-        """Send the coalesced text as one message; sync the full text about once a second."""
+        """Send the coalesced text as one message; sync the full text about once a second,
+        and once more when the stream pauses (the page shows the kernel's HTML of the text,
+        and streamed text as plain text until then)."""
         self._timer = None
         if self._pending:
             self._seq += 1
@@ -131,20 +137,35 @@ class AgentView(anywidget.AnyWidget):
             self.messages_sent += 1
             self._pending.clear()
             self._text_dirty = True
-        if self._text_dirty and time.monotonic() - self._last_text_sync >= self.text_sync_interval:
-            self._sync_all()
+        if not self._text_dirty:
+            return
+        wait = self._last_text_sync + self.text_sync_interval - time.monotonic()
+        if wait <= 0:
+            self._sync_all(fresh=False)
+        elif self._sync_timer is None:
+            self._sync_timer = asyncio.get_running_loop().call_later(wait, self._sync_text)
 
-    def _sync_all(self) -> None:
-        """Sync the whole state (text included); pending deltas are part of it."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+    def _sync_text(self) -> None:
+        self._sync_timer = None
+        if self._text_dirty:
+            self._sync_all(fresh=False)
+
+    def _sync_all(self, *, fresh: bool = True) -> None:
+        """Sync the whole state (text included); pending deltas are part of it. While text
+        streams (``fresh`` False) its Markdown may be rendered less often than synced."""
+        for timer in (self._timer, self._sync_timer):
+            if timer is not None:
+                timer.cancel()
+        self._timer = self._sync_timer = None
         if self._pending:
             self._seq += 1
             self._pending.clear()
         self._last_text_sync = time.monotonic()
         self._text_dirty = False
-        blocks = [block.to_json() for block in self.transcript.blocks]
+        blocks = [
+            block.to_json(fresh=fresh) if isinstance(block, TextBlock) else block.to_json()
+            for block in self.transcript.blocks
+        ]
         media_changed = self._move_media(blocks)
         with self.hold_sync():
             if media_changed:
@@ -152,6 +173,12 @@ class AgentView(anywidget.AnyWidget):
             self.blocks = blocks
             self.synced_seq = self._seq
             self.status = self.transcript.status_json()
+        if any(block.get("tail") for block in blocks):
+            # Markdown rendering was put off: come back when the stream may have paused.
+            self._text_dirty = True
+            self._sync_timer = asyncio.get_running_loop().call_later(
+                self.text_sync_interval, self._sync_text
+            )
 
     def _move_media(self, blocks: list[dict[str, Any]]) -> bool:
         """Replace image data in ``blocks`` by keys into ``media``; True if media grew."""
@@ -201,9 +228,10 @@ class AgentView(anywidget.AnyWidget):
             self.send({"type": "ack", "request": request, "ok": True})
 
     def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        for timer in (self._timer, self._sync_timer):
+            if timer is not None:
+                timer.cancel()
+        self._timer = self._sync_timer = None
         self.on_decide = None
         self.on_stop = None
         super().close()

@@ -76,7 +76,9 @@ def test_approve_click_runs_the_tool_and_the_answer_streams(
     assert card["name"] == "add"
     assert [a[0] for a in card["arguments"]] == ["a", "b"]
     # text that came before the card is part of the synced state
-    assert front.state[view]["blocks"][0] == {"kind": "text", "text": "Let me add them."}
+    first = front.state[view]["blocks"][0]
+    assert (first["kind"], first["text"]) == ("text", "Let me add them.")
+    assert first["html"] == "<p>Let me add them.</p>\n"  # rendered safe by the kernel
 
     request = front.send_custom(view, {"type": "decide", "id": card["id"], "action": "approve"})
     assert front.ack(view, request)["ok"] is True

@@ -1,0 +1,121 @@
+"""A tool card: one proposed call and everything that happened to it, and the one
+walker (:func:`card_parts`) that decides what the card shows.
+
+Every view of a card (HTML, Markdown, plain text, the live page) formats the parts the
+walker yields; none of them decides again what to show or how a state is called.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .displays import DisplayItem, is_diff, preview_lines
+from .parts import (
+    Argument,
+    Arguments,
+    CardHeader,
+    CardParts,
+    CardSection,
+    Changes,
+    Displays,
+    Note,
+    RawArguments,
+    Result,
+)
+
+_CODE_KEYS = frozenset({"code", "source", "script", "command", "cmd", "sql", "query", "patch"})
+
+STATUS_LABELS = {
+    "proposed": "proposed",
+    "pending": "waiting for approval",
+    "approved": "approved",
+    "running": "running",
+    "ok": "done",
+    "error": "failed",
+    "denied": "denied",
+    "cancelled": "cancelled",
+}
+"""A card's state as people read it."""
+
+
+@dataclass
+class ToolCard:
+    """One proposed tool call and everything that happened to it."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any]
+    arguments_json: str
+    status: str = "proposed"
+    """proposed, pending (waits for a person), approved, running, ok, error, denied,
+    cancelled."""
+    decision: str | None = None
+    """Who decided and why, as a sentence."""
+    result: str | None = None
+    duration_s: float = 0.0
+    truncated: bool = False
+    read_only: bool = False
+    problem: str | None = None
+    """Why the call could not run as sent (bad JSON, unknown tool)."""
+    preview: str | None = None
+    """What the call would change (a unified diff for ``write_file``), as the tool said."""
+    display: list[DisplayItem] = field(default_factory=list)
+    """What the tool displayed, checked and cut down (see :func:`display_items`)."""
+    display_note: str | None = None
+    """What was left out of ``display`` and why."""
+
+    def parts(self) -> CardParts:
+        """What this card shows (see :func:`card_parts`)."""
+        return card_parts(self)
+
+    def to_json(self) -> dict[str, Any]:
+        """The card's parts as the live view gets them."""
+        return card_parts(self).to_json()
+
+
+def argument(key: str, value: Any) -> Argument:
+    """How to show one argument: code-like strings as code, anything else as JSON."""
+    if isinstance(value, str) and ("\n" in value or key.lower() in _CODE_KEYS):
+        return Argument(key, "code", value)
+    return Argument(key, "json", json.dumps(value, ensure_ascii=False))
+
+
+def card_parts(card: ToolCard) -> CardParts:
+    """Walk a card: its header, then the sections it shows, in order."""
+    denied = card.status == "denied"
+    header = CardHeader(
+        name=card.name,
+        status=card.status,
+        label=STATUS_LABELS.get(card.status, card.status),
+        decision=None if denied else card.decision,
+    )
+    sections: list[CardSection] = []
+    if card.arguments:
+        sections.append(Arguments(tuple(argument(k, v) for k, v in card.arguments.items())))
+    elif card.arguments_json:
+        sections.append(RawArguments(card.arguments_json))
+    if card.problem:
+        sections.append(Note("problem", card.problem))
+    if card.preview is not None:
+        sections.append(
+            Changes(
+                lines=tuple(preview_lines(card.preview)),
+                is_diff=is_diff(card.preview),
+                open=card.status in ("proposed", "pending"),
+            )
+        )
+    if denied and card.decision:
+        sections.append(Note("denied", card.decision))
+    if card.result is not None and not denied:
+        sections.append(Result(card.result, card.truncated))
+    if card.display or card.display_note:
+        sections.append(Displays(tuple(card.display), card.display_note))
+    return CardParts(
+        id=card.id,
+        header=header,
+        sections=tuple(sections),
+        awaits_decision=card.status == "pending",
+        duration_s=card.duration_s,
+    )

@@ -1,0 +1,188 @@
+"""The parts of a transcript and of a tool card: what to show, decided once.
+
+:func:`~nbagent.render.card.card_parts` walks a card and yields these parts; the HTML,
+Markdown and plain-text emitters and the live view only format them. A part holds text
+as it should read (labels, sentences, escaped nowhere): each format escapes for itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .displays import DiffKind, DisplayItem
+
+
+@dataclass(frozen=True)
+class CardHeader:
+    """The first line of a card: ``tool <name> · <label> · <decision>``."""
+
+    name: str
+    """The tool's name."""
+    status: str
+    """The card's state: proposed, pending, approved, running, ok, error, denied, cancelled."""
+    label: str
+    """The state as people read it (``waiting for approval``, ``done``, ``failed``)."""
+    decision: str | None
+    """Who decided and why (``approved by you``); None before a decision, and for a denied
+    call, whose :class:`Note` says it."""
+
+    @property
+    def summary(self) -> str:
+        """``done · approved by you``: the label and the decision (no duration, so saved
+        outputs replay identically)."""
+        return " · ".join([self.label, *([self.decision] if self.decision else [])])
+
+
+@dataclass(frozen=True)
+class Argument:
+    """One argument of the call: code-like strings as code, everything else as JSON."""
+
+    key: str
+    shown_as: Literal["code", "json"]
+    text: str
+
+
+@dataclass(frozen=True)
+class Arguments:
+    """The call's arguments, in the order the model sent them."""
+
+    items: tuple[Argument, ...]
+    kind: Literal["arguments"] = "arguments"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"arguments": [[a.key, a.shown_as, a.text] for a in self.items]}
+
+
+@dataclass(frozen=True)
+class RawArguments:
+    """Arguments that did not parse as an object: the JSON text as sent."""
+
+    text: str
+    kind: Literal["arguments_json"] = "arguments_json"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"arguments_json": self.text}
+
+
+@dataclass(frozen=True)
+class Note:
+    """A sentence about the call: why it could not run as sent, or why it was denied."""
+
+    kind: Literal["problem", "denied"]
+    text: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {self.kind: self.text}
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What the call would change (the tool's preview), line by line."""
+
+    lines: tuple[tuple[DiffKind, str], ...]
+    is_diff: bool
+    """Whether the preview is a unified diff (the Markdown fence says ``diff``)."""
+    open: bool
+    """Shown unfolded: the call still waits for a decision."""
+    kind: Literal["preview"] = "preview"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"preview": [list(line) for line in self.lines], "changes_open": self.open}
+
+
+@dataclass(frozen=True)
+class Result:
+    """What the tool returned to the model."""
+
+    text: str
+    truncated: bool
+    kind: Literal["result"] = "result"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"result": self.text, "truncated": self.truncated}
+
+
+@dataclass(frozen=True)
+class Displays:
+    """What the tool displayed (checked images and text), and what was left out."""
+
+    items: tuple[DisplayItem, ...]
+    note: str | None
+    kind: Literal["display"] = "display"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"display": [dict(item) for item in self.items], "display_note": self.note}
+
+
+CardSection = Arguments | RawArguments | Note | Changes | Result | Displays
+"""One section of a card body; a card shows its sections in the order walked."""
+
+
+@dataclass(frozen=True)
+class CardParts:
+    """Everything a card shows, in order, as the walker decided it."""
+
+    id: str
+    header: CardHeader
+    sections: tuple[CardSection, ...]
+    awaits_decision: bool
+    """A person can still approve or reject the call (the live view shows buttons)."""
+    duration_s: float
+    """How long the tool ran (the live view shows it; saved outputs do not)."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The parts as the live view gets them: every section's fields (empty or None
+        when the section is not shown) and ``sections``, the kinds to show in order."""
+        out: dict[str, Any] = {
+            "kind": "tool",
+            "id": self.id,
+            "name": self.header.name,
+            "status": self.header.status,
+            "label": self.header.label,
+            "decision": self.header.decision,
+            "duration": f"{self.duration_s:.2f} s" if self.duration_s else None,
+            "awaits_decision": self.awaits_decision,
+            **_no_sections(),
+            "sections": [section.kind for section in self.sections],
+        }
+        for section in self.sections:
+            out.update(section.to_json())
+        return out
+
+
+def _no_sections() -> dict[str, Any]:
+    """A card's section fields when no section is shown (the page reads them all)."""
+    return {
+        "arguments": [],
+        "arguments_json": "",
+        "problem": None,
+        "preview": None,
+        "changes_open": False,
+        "denied": None,
+        "result": None,
+        "truncated": False,
+        "display": [],
+        "display_note": None,
+    }
+
+
+@dataclass(frozen=True)
+class TextPart:
+    """Answer text of one model response: the Markdown as sent, and as safe HTML."""
+
+    text: str
+    html: str
+
+
+@dataclass(frozen=True)
+class TranscriptParts:
+    """A whole transcript, walked: header, blocks, notices and the status line."""
+
+    model: str
+    session: str
+    context_note: str
+    """``context ~1,234 tokens``, or empty when the size is not known."""
+    blocks: tuple[TextPart | CardParts, ...]
+    notices: tuple[str, ...]
+    status_line: str

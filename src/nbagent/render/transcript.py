@@ -1,0 +1,348 @@
+"""The transcript of a run: built from its typed events, walked into parts, emitted.
+
+A :class:`Transcript` is fed the run's events (the same ones the live view gets) with
+``add`` and renders to a MIME bundle that reads on GitHub, nbviewer and in nbconvert
+without any widget state. :meth:`Transcript.parts` is the one walk over it; the HTML,
+Markdown and plain emitters and the live view format what it yields.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..events import (
+    ApprovalDecided,
+    ApprovalRequested,
+    ErrorOccurred,
+    Event,
+    ModelResponded,
+    Retrying,
+    RunFinished,
+    RunStarted,
+    RunStatus,
+    StateChanged,
+    TextDelta,
+    ToolCallProposed,
+    ToolFinished,
+    ToolStarted,
+    Usage,
+)
+from .as_html import transcript_html
+from .as_markdown import transcript_markdown
+from .as_plain import transcript_plain
+from .card import ToolCard
+from .displays import display_items
+from .parts import TextPart, TranscriptParts
+from .safe_markdown import markdown_html
+
+MimeBundle = dict[str, Any]
+
+
+@dataclass
+class TextBlock:
+    """Answer text of one model response, in streamed pieces (joined on demand)."""
+
+    parts: list[str] = field(default_factory=list)
+    closed: bool = False
+    _html: tuple[str, str] | None = field(default=None, repr=False, compare=False)
+    """The last text rendered and its HTML."""
+    _next_render: float = field(default=0.0, repr=False, compare=False)
+    """When a live view may render again (see :meth:`rendered`)."""
+
+    @property
+    def text(self) -> str:
+        if len(self.parts) > 1:
+            self.parts[:] = ["".join(self.parts)]
+        return self.parts[0] if self.parts else ""
+
+    @property
+    def html(self) -> str:
+        """The text as safe HTML (see :func:`markdown_html`)."""
+        return self.rendered()[0]
+
+    def rendered(self, *, fresh: bool = True) -> tuple[str, str]:
+        """The safe HTML of the text, and the text streamed since that the HTML lacks.
+
+        A live view asks every second while text streams. Markdown is rendered again only
+        when the text grew, and with ``fresh`` False only when that spends at most a tenth
+        of the kernel's time (a long answer costs tens of ms per rendering): until then
+        the page shows the newer text as plain text.
+        """
+        text = self.text
+        cached = self._html
+        if cached is not None and text.startswith(cached[0]):
+            now = time.monotonic()
+            if cached[0] == text or (not fresh and not self.closed and now < self._next_render):
+                return cached[1], text[len(cached[0]) :]
+        started = time.monotonic()
+        self._html = (text, markdown_html(text))
+        done = time.monotonic()
+        self._next_render = done + 9 * (done - started)
+        return self._html[1], ""
+
+    def part(self) -> TextPart:
+        return TextPart(self.text, self.html)
+
+    def to_json(self, *, fresh: bool = True) -> dict[str, Any]:
+        """The block as the live view gets it: the Markdown, its safe HTML, and the text
+        the HTML does not hold yet (see :meth:`rendered`)."""
+        html, tail = self.rendered(fresh=fresh)
+        return {"kind": "text", "text": self.text, "html": html, "tail": tail}
+
+
+Block = TextBlock | ToolCard
+
+
+def format_cost(cost: float, known: bool) -> str:
+    if not known and cost == 0:
+        return "cost unknown"
+    text = f"${cost:.4f}" if cost < 1 else f"${cost:,.2f}"
+    return text if known else f"≥ {text}"
+
+
+class Transcript:
+    """Everything one run showed, built from its events; renders as a MIME bundle.
+
+    ``add`` returns what changed so a live view can forward it cheaply: ``"text"`` for
+    a streamed delta, ``"blocks"`` when a card or block changed, ``"status"`` for state
+    and usage, ``None`` for events it ignores.
+    """
+
+    def __init__(
+        self, *, prompt: str = "", model: str = "", session: str = "", context_tokens: int = 0
+    ) -> None:
+        self.prompt = prompt
+        self.model = model
+        self.session = session
+        self.context_tokens = context_tokens
+        """About how many tokens the conversation sends with the run (0: not known)."""
+        self.run_id: str | None = None
+        self.blocks: list[Block] = []
+        self.cards: dict[str, ToolCard] = {}
+        self.notices: list[str] = []
+        self.state = "queued"
+        self.status: RunStatus | None = None
+        self.error: str | None = None
+        self.turns = 0
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.cost_usd = 0.0
+        self.cost_known = True
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
+        self.decider = "you"
+        """Who answers approval requests (a headless run answers by policy)."""
+
+    # -- building --------------------------------------------------------------------------
+
+    def open_text(self) -> TextBlock:
+        """The text block streamed text goes to (a new one after a card or a response)."""
+        last = self.blocks[-1] if self.blocks else None
+        if isinstance(last, TextBlock) and not last.closed:
+            return last
+        block = TextBlock()
+        self.blocks.append(block)
+        return block
+
+    def add(self, event: Event) -> str | None:
+        if isinstance(event, TextDelta):
+            self.open_text().parts.append(event.text)
+            return "text"
+        if isinstance(event, ModelResponded):
+            last = self.blocks[-1] if self.blocks else None
+            if isinstance(last, TextBlock):
+                last.closed = True
+            self.turns = event.turn
+            return None
+        if isinstance(event, ToolCallProposed):
+            call = event.call
+            card = ToolCard(
+                id=call.id,
+                name=call.name,
+                arguments=dict(call.arguments),
+                arguments_json=call.arguments_json,
+                problem=call.error,
+            )
+            self.cards[call.id] = card
+            self.blocks.append(card)
+            return "blocks"
+        if isinstance(event, ApprovalRequested):
+            card = self._card(event.tool_call_id)
+            card.status = "pending"
+            card.read_only = event.read_only
+            card.preview = event.preview
+            return "blocks"
+        if isinstance(event, ApprovalDecided):
+            card = self._card(event.tool_call_id)
+            card.status = "approved" if event.approved else "denied"
+            who = self.decider if event.decided_by == "user" else "policy"
+            verb = "approved" if event.approved else "denied"
+            always = " (always, for this session)" if event.scope != "call" else ""
+            card.decision = f"{verb} by {who}{always}" + (
+                f": {event.reason}" if event.reason else ""
+            )
+            return "blocks"
+        if isinstance(event, ToolStarted):
+            self._card(event.tool_call_id).status = "running"
+            return "blocks"
+        if isinstance(event, ToolFinished):
+            card = self._card(event.tool_call_id)
+            card.status = event.status
+            card.result = event.result
+            card.duration_s = event.duration_s
+            card.truncated = event.truncated
+            card.display, card.display_note = display_items(event.display)
+            return "blocks"
+        return self._add_run_event(event)
+
+    def _add_run_event(self, event: Event) -> str | None:
+        """Usage, state and the run's start, retries, errors and end."""
+        if isinstance(event, Usage):
+            self.prompt_tokens += event.prompt_tokens
+            self.completion_tokens += event.completion_tokens
+            self.cost_usd += event.cost_usd
+            self.cost_known = self.cost_known and event.cost_known
+            return "status"
+        if isinstance(event, StateChanged):
+            self.state = event.state
+            return "status"
+        if isinstance(event, RunStarted):
+            self.run_id = event.run_id
+            self.started_at = event.at
+            self.model = event.model
+            self.state = "running"
+            return "status"
+        if isinstance(event, Retrying):
+            self.notices.append(
+                f"The provider failed ({event.error}); retrying in {event.delay_s:.1f} s."
+            )
+            return "status"
+        if isinstance(event, ErrorOccurred):
+            self.notices.append(event.message)
+            return "status"
+        if isinstance(event, RunFinished):
+            self.status = event.status
+            self.error = event.error
+            self.turns = event.turns
+            self.finished_at = event.at
+            self.state = "finished"
+            for block in self.blocks:
+                if isinstance(block, TextBlock):
+                    block.closed = True
+            return "status"
+        return None
+
+    def _card(self, tool_call_id: str) -> ToolCard:
+        card = self.cards.get(tool_call_id)
+        if card is None:  # a decision for a call we did not see proposed
+            card = ToolCard(id=tool_call_id, name="?", arguments={}, arguments_json="")
+            self.cards[tool_call_id] = card
+            self.blocks.append(card)
+        return card
+
+    # -- derived ---------------------------------------------------------------------------
+
+    @property
+    def text(self) -> str:
+        """The answer text of the last model response that had any."""
+        for block in reversed(self.blocks):
+            if isinstance(block, TextBlock) and block.text:
+                return block.text
+        return ""
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def elapsed(self, now: float | None = None) -> float:
+        if self.started_at is None:
+            return 0.0
+        end = self.finished_at if self.finished_at is not None else (now or time.time())
+        return max(0.0, end - self.started_at)
+
+    @property
+    def state_label(self) -> str:
+        """The run's state as people read it: its outcome once finished."""
+        return self.status or self.state.replace("_", " ")
+
+    def status_line(self) -> str:
+        """``completed · 2 turns · 1,234 tokens · $0.0012`` (plain text).
+
+        The saved output holds no wall-clock time, so a replayed notebook reproduces it
+        exactly (nbval); the live view shows the elapsed time."""
+        parts = [self.state_label]
+        if self.turns:
+            parts.append(f"{self.turns} turn{'s' if self.turns != 1 else ''}")
+        parts.append(f"{self.total_tokens:,} tokens")
+        if self.context_tokens > 0:
+            parts.append(self.context_note())
+        parts.append(format_cost(self.cost_usd, self.cost_known))
+        return " · ".join(parts)
+
+    def context_note(self) -> str:
+        """``context ~1,234 tokens``, or empty when the size is not known."""
+        return f"context ~{self.context_tokens:,} tokens" if self.context_tokens > 0 else ""
+
+    def all_notices(self) -> list[str]:
+        """Notices, and the run's error when no notice says it already."""
+        notices = list(self.notices)
+        if self.error and self.error not in notices:
+            notices.append(self.error)
+        return notices
+
+    def status_json(self) -> dict[str, Any]:
+        """The status as the live view gets it; ``label`` and ``details`` are its status
+        line around the elapsed time, which the page keeps ticking."""
+        cost = format_cost(self.cost_usd, self.cost_known)
+        details = [f"{self.total_tokens:,} tokens", self.context_note(), cost, self.model]
+        return {
+            "state": self.state,
+            "status": self.status,
+            "error": self.error,
+            "notices": self.all_notices(),
+            "model": self.model,
+            "session": self.session,
+            "turns": self.turns,
+            "tokens": self.total_tokens,
+            "context_tokens": max(0, self.context_tokens),
+            "cost": cost,
+            "elapsed_s": round(self.elapsed(), 3),
+            "finished": self.finished_at is not None,
+            "label": self.state_label,
+            "details": " · ".join(part for part in details if part),
+        }
+
+    # -- rendering -------------------------------------------------------------------------
+
+    def parts(self) -> TranscriptParts:
+        """The one walk over the transcript: every format renders what it yields."""
+        return TranscriptParts(
+            model=self.model,
+            session=self.session,
+            context_note=self.context_note(),
+            blocks=tuple(
+                block.part() if isinstance(block, TextBlock) else block.parts()
+                for block in self.blocks
+            ),
+            notices=tuple(self.all_notices()),
+            status_line=self.status_line(),
+        )
+
+    def to_html(self) -> str:
+        return transcript_html(self.parts())
+
+    def to_markdown(self) -> str:
+        return transcript_markdown(self.parts())
+
+    def to_plain(self) -> str:
+        return transcript_plain(self.parts())
+
+    def mimebundle(self) -> MimeBundle:
+        parts = self.parts()
+        return {
+            "text/plain": transcript_plain(parts),
+            "text/html": transcript_html(parts),
+            "text/markdown": transcript_markdown(parts),
+        }
