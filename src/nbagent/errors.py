@@ -18,6 +18,9 @@ The tree::
     │   └── McpServerError              a server failed to start, crashed or stopped answering
     ├── HookError                       a lifecycle hook raised (the run fails)
     ├── RunInterrupted                  a tool saw a kernel interrupt (the run stops)
+    ├── CellRunError                    a %%agent cell ended badly (shown without traceback)
+    │   ├── RunStopped                  the notebook's interrupt stopped the run
+    │   └── RunFailed                   a headless run failed (nbval, papermill fail the cell)
     ├── StoreError                      the session log cannot be used
     │   ├── SessionLockedError          another kernel holds the session
     │   ├── LogFormatError              a line in the middle of a log is not a record
@@ -89,6 +92,21 @@ class ToolDefinitionError(NbAgentError):
 class RunInterrupted(NbAgentError):
     """Raised by a tool whose code was interrupted (KeyboardInterrupt): the run stops as
     cancelled, as if the user had pressed Stop."""
+
+
+class CellRunError(NbAgentError):
+    """A ``%%agent`` cell ended badly; IPython shows only the message, no traceback."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"\x1b[0;31m{type(self).__name__}\x1b[0m: {self}"]
+
+
+class RunStopped(CellRunError):
+    """The run was interrupted from the notebook; the conversation so far is kept."""
+
+
+class RunFailed(CellRunError):
+    """The run failed in a headless execution (so nbval and papermill fail the cell)."""
 
 
 class McpError(NbAgentError):
