@@ -14,9 +14,15 @@ from .conversation import Conversation
 from .errors import (
     AlreadyDecidedError,
     ApprovalError,
+    CellRunError,
     FileAccessError,
     HookError,
     IllegalTransitionError,
+    LogFormatError,
+    LogSchemaError,
+    McpConfigError,
+    McpError,
+    McpServerError,
     ModelError,
     NbAgentError,
     ProviderAuthError,
@@ -24,10 +30,14 @@ from .errors import (
     ProviderRequestError,
     ProviderTransientError,
     ReplayError,
+    RunFailed,
     RunInterrupted,
+    RunStopped,
     SessionClosedError,
     SessionError,
+    SessionLockedError,
     SettingError,
+    StoreError,
     StreamBrokenError,
     ToolArgumentsError,
     ToolDefinitionError,
@@ -75,6 +85,10 @@ def __getattr__(name: str) -> Any:
         from .events import event_adapter
 
         return event_adapter()
+    if name == "AgentResult":  # the notebook face, imported when first asked for
+        from .notebook.cell import AgentResult
+
+        return AgentResult
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -94,6 +108,7 @@ def unload_ipython_extension(ipython: Any) -> None:
 
 __all__ = [
     "EVENT_ADAPTER",
+    "AgentResult",
     "AllowRule",
     "AlreadyDecidedError",
     "ApprovalDecided",
@@ -102,6 +117,7 @@ __all__ = [
     "ApprovalPolicy",
     "ApprovalRequested",
     "Budget",
+    "CellRunError",
     "Conversation",
     "ErrorOccurred",
     "Event",
@@ -111,6 +127,11 @@ __all__ = [
     "Hooks",
     "IllegalTransitionError",
     "LiteLLMModel",
+    "LogFormatError",
+    "LogSchemaError",
+    "McpConfigError",
+    "McpError",
+    "McpServerError",
     "Model",
     "ModelError",
     "ModelRequest",
@@ -126,18 +147,22 @@ __all__ = [
     "RetryPolicy",
     "Retrying",
     "RunContext",
+    "RunFailed",
     "RunFinished",
     "RunHandle",
     "RunInterrupted",
     "RunResult",
     "RunStarted",
+    "RunStopped",
     "Session",
     "SessionClosedError",
     "SessionError",
+    "SessionLockedError",
     "SessionState",
     "SettingError",
     "StateChanged",
     "SteerAdded",
+    "StoreError",
     "StreamBrokenError",
     "TextDelta",
     "Tool",
