@@ -11,6 +11,7 @@ import nbagent
 from conftest import collect, finished, of_type
 from nbagent import ApprovalRequested, Session, ToolFinished, tool
 from nbagent.model import ModelRequest
+from nbagent.notebook.recordings import read_notebook
 from nbagent.replay import RecordBook, Recorded, ReplayError, ReplayModel, RequestKey
 from nbagent.testing import ScriptedModel, call, say, use_tools
 
@@ -170,7 +171,7 @@ def notebook_with(recording: object, tmp_path: Path) -> Path:
 async def test_recordings_load_from_a_notebook_file(tmp_path: Path) -> None:
     book = RecordBook()
     entries = await record(book)
-    loaded = RecordBook.from_notebook(notebook_with([e.to_json() for e in entries], tmp_path))
+    loaded = read_notebook(notebook_with([e.to_json() for e in entries], tmp_path))
     assert len(loaded) == 2 and not loaded.trusted(entries[0].fingerprint)
 
 
@@ -187,14 +188,14 @@ def test_bad_recordings_are_reported_clearly(
     recording: object, message: str, tmp_path: Path
 ) -> None:
     with pytest.raises(ReplayError, match=message):
-        RecordBook.from_notebook(notebook_with(recording, tmp_path))
+        read_notebook(notebook_with(recording, tmp_path))
 
 
 def test_a_truncated_notebook_is_reported(tmp_path: Path) -> None:
     path = tmp_path / "cut.ipynb"
     path.write_text('{"cells": [')
     with pytest.raises(ReplayError, match=r"cannot read recordings from .*cut\.ipynb"):
-        RecordBook.from_notebook(path)
+        read_notebook(path)
 
 
 async def test_recorded_tools_serve_their_recorded_result() -> None:
