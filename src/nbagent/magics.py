@@ -3,8 +3,8 @@
 IPython does not await what a magic returns, so an input transformer turns every
 ``%%agent`` cell (and the line commands that start work on the loop) into a top-level
 ``await``; IPython's autoawait then drives the run on the kernel's own loop. The kernel's
-sessions, logs, tools and MCP servers belong to one ``KernelRegistry``, closed on
-``%unload_ext nbagent`` and at interpreter exit.
+sessions, logs, tools and MCP servers belong to one ``KernelRegistry``, made on first use
+(``%load_ext`` stays fast) and closed on ``%unload_ext nbagent`` and at interpreter exit.
 """
 
 from __future__ import annotations
@@ -19,17 +19,19 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 
 from . import config
 from .approval import APPROVAL_MODES
-from .notebook.commands import AWAITED, run_line
-from .notebook.opening import CellOptions, SessionOpener
-from .notebook.registry import KernelRegistry
 from .replay import REPLAY_MODES
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
     from .notebook.cell import AgentResult
+    from .notebook.opening import SessionOpener
+    from .notebook.registry import KernelRegistry
 
 _CELL_CALL = "get_ipython().run_cell_magic('agent',"
+
+AWAITED = ("resume", "compact", "mcp restart", "mcp stop", "mcp start")
+"""The ``%agent`` lines whose commands return a coroutine (work on the loop)."""
 
 _AWAITED_LINE = re.compile(
     r"^get_ipython\(\)\.run_line_magic\('agent', '("
@@ -40,7 +42,7 @@ _AWAITED_LINE = re.compile(
 
 def await_agent_cells(lines: list[str]) -> list[str]:
     """Input transformer: make a ``%%agent`` cell, and the ``%agent`` lines that start
-    work on the loop (``commands.AWAITED``), a top-level ``await`` of what they start."""
+    work on the loop (``AWAITED``), a top-level ``await`` of what they start."""
     if lines and lines[0].startswith(_CELL_CALL):
         return ["await " + lines[0], *lines[1:]]
     return ["await " + line if _AWAITED_LINE.match(line) else line for line in lines]
@@ -52,9 +54,23 @@ class AgentMagics(Magics):  # type: ignore[misc]
 
     def __init__(self, shell: InteractiveShell, settings: config.NBAgent) -> None:
         super().__init__(shell)
-        self.registry = KernelRegistry()
+        self.settings = settings
+        self._opener: SessionOpener | None = None
+
+    @property
+    def opener(self) -> SessionOpener:
+        """Opens the sessions of cells and commands (made, with the registry, on first use)."""
+        if self._opener is None:
+            from .notebook.opening import SessionOpener
+            from .notebook.registry import KernelRegistry
+
+            self._opener = SessionOpener(self.shell, self.settings, KernelRegistry())
+        return self._opener
+
+    @property
+    def registry(self) -> KernelRegistry:
         """Everything this kernel keeps between cells; closed by ``unload``."""
-        self.opener = SessionOpener(shell, settings, self.registry)
+        return self.opener.registry
 
     @magic_arguments()
     @argument("-m", "--model", help="litellm model name")
@@ -74,10 +90,14 @@ class AgentMagics(Magics):  # type: ignore[misc]
         """Talk to an agent: ``%%agent [options]`` + the prompt; ``%agent help`` lists the
         line commands."""
         if cell is None:
+            from .notebook.commands import run_line
+
             return run_line(self.opener, line)
         return self._cell(line, cell)
 
     def _cell(self, line: str, cell: str) -> Coroutine[Any, Any, AgentResult | None]:
+        from .notebook.opening import CellOptions
+
         options = CellOptions(**vars(parse_argstring(self.agent, line)))
         return self.opener.cell_run(options, cell.strip())
 
@@ -99,7 +119,7 @@ def unload(shell: InteractiveShell) -> None:
     if await_agent_cells in shell.input_transformers_post:
         shell.input_transformers_post.remove(await_agent_cells)
     magics = shell.magics_manager.registry.pop("AgentMagics", None)
-    if isinstance(magics, AgentMagics):
-        magics.registry.close()
+    if isinstance(magics, AgentMagics) and magics._opener is not None:
+        magics._opener.registry.close()
     shell.magics_manager.magics["line"].pop("agent", None)
     shell.magics_manager.magics["cell"].pop("agent", None)

@@ -2,8 +2,8 @@
 
 Every handler takes the kernel's ``SessionOpener`` and the command's words; it returns
 what the line shows (a ``Table``, a bundle) or a coroutine for the commands the input
-transformer awaits (``AWAITED``). Unknown commands and wrong arguments are one-line
-``UsageError``s that say what is valid.
+transformer awaits (``nbagent.magics.AWAITED``). Unknown commands and wrong arguments
+are one-line ``UsageError``s that say what is valid.
 """
 
 from __future__ import annotations
@@ -65,9 +65,6 @@ SETTINGS_HELP = """\
 Defaults: %config NBAgent.model = "..." (also approve, mode, api_base, max_turns, system,
 persist, store_dir, max_running, titles). Sessions are saved in .nbagent/<notebook>/.
 """
-
-AWAITED = ("resume", "compact", "mcp restart", "mcp stop", "mcp start")
-"""Lines that start work on the loop: the input transformer awaits them."""
 
 
 def run_line(opener: SessionOpener, line: str) -> Any:
@@ -292,9 +289,9 @@ def delete(opener: SessionOpener, name: str | None = None, *flags: str) -> None:
 
 
 def code(opener: SessionOpener, which: str | None = None) -> None:
-    name, session = opener.loaded(None)
     if which not in (None, "all"):
         raise UsageError(f"usage: {COMMANDS['code'].usage}")
+    name, session = opener.loaded(None)
     if which == "all":
         blocks = diagnostics.code_from_messages(session.messages)
     else:

@@ -32,13 +32,13 @@ from ..store import (
 )
 from ..tools.notebook import expand_variables, recent_cells
 from . import recordings
+from .cell import AgentResult, CellRun
 from .frontend import RunMode, batch_run, cell_id, notebook_path, pick_mode
 from .registry import KernelRegistry
 from .tool_specs import mcp_selectors, resolve_tools, restore_tools
 
 if TYPE_CHECKING:
     from ..tools.mcp import McpManager
-    from .cell import AgentResult, CellRun
 
 
 @dataclass(frozen=True)
@@ -122,8 +122,6 @@ class SessionOpener:
         self, name: str, session: Session, message: str, mode: RunMode,
         settings: config.Settings, **options: Any,
     ) -> CellRun:  # fmt: skip
-        from .cell import CellRun
-
         return CellRun(
             self.registry, name, session, message, mode=mode,
             flush_interval=settings.flush_interval,

@@ -121,8 +121,14 @@ class KernelRegistry:
         self._closed = True
         atexit.unregister(self.close_at_exit)
         for recorder in self.recorders.values():
-            with contextlib.suppress(Exception):
+            try:
                 recorder.close_now()
+            except Exception:
+                # Its timer's loop is closed: write what is left and release the log here.
+                with contextlib.suppress(Exception):
+                    recorder.flush(fsync=True)
+                with contextlib.suppress(Exception):
+                    recorder.log.close()
         self.recorders.clear()
         if self.mcp is not None:
             self.mcp.close_now()
