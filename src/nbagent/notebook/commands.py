@@ -98,7 +98,7 @@ def help_text() -> str:
     lines = [CELL_HELP]
     for command in COMMANDS.values():
         usage, *more = command.usage.split("\n")
-        pad = " " * max(1, 25 - len(usage))
+        pad = " " * max(2, 25 - len(usage))
         lines.append(f"{usage}{pad}{command.summary}" if command.summary else usage)
         lines.extend(more)
     return "\n".join([*lines, "", SETTINGS_HELP])
