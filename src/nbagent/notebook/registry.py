@@ -52,7 +52,7 @@ class KernelRegistry:
         self.tasks: set[asyncio.Task[Any]] = set()
         """Runs that outlive their cell and sessions being closed."""
         self._retired: list[Session] = []
-        """Sessions dropped while no loop ran: closed by the next ``aclose``."""
+        """Sessions dropped while no loop ran: closed by the next task or ``aclose``."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         atexit.register(self.close_at_exit)
@@ -69,6 +69,9 @@ class KernelRegistry:
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        while self._retired:  # a loop runs now: close what was dropped without one
+            session = self._retired.pop()
+            self.own(session.aclose(), f"nbagent-close-{session.id[:8]}")
         return task
 
     def bind_loop(self) -> None:
@@ -77,7 +80,7 @@ class KernelRegistry:
 
     def forget(self, name: str) -> None:
         """Drop a session: release its log at once, stop its run and close it (now when
-        a loop runs, else in the next ``aclose``)."""
+        a loop runs, else with the next task the registry owns, or its ``aclose``)."""
         session = self.sessions.pop(name, None)
         self.last_runs.pop(name, None)
         self.recorded_tools.pop(name, None)
@@ -96,24 +99,25 @@ class KernelRegistry:
     # -- closing --------------------------------------------------------------------------
 
     async def aclose(self) -> None:
-        """Close every session, log, MCP server and task of the kernel (bounded)."""
+        """Close every session, then the runs' tasks, then the logs and MCP servers (so
+        a cancelled run's last events still reach its log). Bounded in time."""
         self._closed = True
         atexit.unregister(self.close_at_exit)
         sessions = [*self.sessions.values(), *self._retired]
-        recorders = list(self.recorders.values())
         self.sessions.clear()
         self._retired.clear()
-        self.recorders.clear()
-        self.last_runs.clear()
-        closing = [s.aclose() for s in sessions] + [r.aclose() for r in recorders]
-        if self.mcp is not None:
-            closing.append(self.mcp.aclose())
-        await asyncio.gather(*closing, return_exceptions=True)
-        self.mcp = None
+        await asyncio.gather(*(s.aclose() for s in sessions), return_exceptions=True)
         if self.tasks:
             await asyncio.wait(set(self.tasks), timeout=CLOSE_TIMEOUT_S)
             for task in self.tasks:
                 task.cancel()
+        closing = [r.aclose() for r in self.recorders.values()]
+        if self.mcp is not None:
+            closing.append(self.mcp.aclose())
+        self.recorders.clear()
+        self.last_runs.clear()
+        self.mcp = None
+        await asyncio.gather(*closing, return_exceptions=True)
 
     def close_now(self) -> None:
         """Close without the loop: release the logs and kill the MCP servers. Running
