@@ -43,7 +43,7 @@ def doctor(opener: SessionOpener) -> Table:
 
     rows: list[tuple[str, str, str]] = []
     try:
-        settings = config.resolve(opener.config)
+        settings = config.resolve(opener.configurable)
     except config.SettingError as exc:
         return Table(["check", "result", "detail"], [("settings", "FAIL", str(exc))])
     registry = opener.registry

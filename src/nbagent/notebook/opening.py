@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from IPython.core.error import UsageError
 
@@ -53,7 +53,7 @@ class CellOptions:
     max_turns: int | None = None
     mode: config.Mode | None = None
     system: str | None = None
-    context: str | None = None
+    context: Literal["cells"] | None = None
     replay: ReplayMode | None = None
     recorded_tools: str | None = None
     allow_errors: bool = False
@@ -62,15 +62,16 @@ class CellOptions:
 class SessionOpener:
     """Opens, restores and rewires the kernel's sessions for cells and line commands."""
 
-    def __init__(self, shell: Any, settings: config.NBAgent, registry: KernelRegistry) -> None:
+    def __init__(self, shell: Any, configurable: config.NBAgent, registry: KernelRegistry) -> None:
         self.shell = shell
-        self.config = settings
+        self.configurable = configurable
+        """``%config NBAgent``: resolved with the environment by :meth:`settings`."""
         self.registry = registry
 
     def settings(self) -> config.Settings:
-        """The settings now (options > ``%config NBAgent`` > environment)."""
+        """The settings now (``%config NBAgent`` > environment > defaults)."""
         try:
-            return config.resolve(self.config)
+            return config.resolve(self.configurable)
         except config.SettingError as exc:
             raise UsageError(str(exc)) from None
 
