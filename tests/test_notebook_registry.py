@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -107,3 +111,41 @@ async def test_inside_a_running_loop_closing_is_a_task_that_ends() -> None:
     await asyncio.wait_for(closing, 5)
     assert session.state is SessionState.CLOSED
     assert registry.close() is None  # closed once
+
+
+def test_no_task_is_left_pending_after_unload(tmp_path: Path) -> None:
+    code = textwrap.dedent(
+        """
+        import asyncio
+        from IPython.core.async_helpers import get_asyncio_loop
+        from IPython.core.interactiveshell import InteractiveShell
+        from nbagent.testing import ScriptedServer, say
+
+        with ScriptedServer([say("one"), say("two")]) as server:
+            ip = InteractiveShell.instance()
+            ip.run_line_magic("load_ext", "nbagent")
+            assert ip.run_cell(f"%%agent --api-base {server.url}\\nhi").success
+            ip.run_line_magic("agent", "new")  # drops the first session while no loop runs
+            assert ip.run_cell(f"%%agent --api-base {server.url}\\nhi").success
+            ip.run_line_magic("unload_ext", "nbagent")
+        print(sorted(t.get_name() for t in asyncio.all_tasks(get_asyncio_loop())))
+        """
+    )
+    env = {**os.environ, "NBAGENT_HOME": str(tmp_path), "OPENAI_API_KEY": "sk-test"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert out.stdout.strip().splitlines()[-1:] == ["[]"], out.stdout + out.stderr
+
+
+def test_the_transformer_awaits_the_commands_that_start_work_on_the_loop(
+    shell: InteractiveShell,
+) -> None:
+    from nbagent.magics import AWAITED
+    from nbagent.notebook.commands import COMMANDS
+
+    for line in AWAITED:
+        assert line.split()[0] in COMMANDS
+        assert shell.transform_cell(f"%agent {line} x").startswith("await ")
+    for name in set(COMMANDS) - {line.split()[0] for line in AWAITED}:
+        assert not shell.transform_cell(f"%agent {name}").startswith("await ")
