@@ -187,3 +187,20 @@ def test_unload_ext_stops_a_background_run_and_its_log_ends_it(
         front.reply(msg_id)
         assert "Still here." in front.final_bundle(msg_id)["text/plain"]
     assert [m["role"] for m in server.requests[-1]["messages"]] == ["user", "assistant", "user"]
+
+
+def test_a_kernel_shut_down_ends_the_running_turn_in_its_log(
+    server: ScriptedServer, tmp_path: Path
+) -> None:
+    server.add(stall(30, after=3, text="This answer will stall after three words"))
+    log = tmp_path / "home" / "kernel" / "default.jsonl"
+    env = {"NBAGENT_HOME": str(tmp_path / "home"), "NBAGENT_API_BASE": server.url}
+    with running_kernel(**env) as front:
+        front.run("%config NBAgent.titles = False")
+        front.run("%%agent --mode background\nTake your time.")
+        wait_until(
+            "the run to stream", lambda: any(e["kind"] == "text_delta" for e in log_events(log))
+        )
+        front.manager.shutdown_kernel(now=False)  # the kernel exits: the registry closes
+    finished = [e for e in log_events(log) if e["kind"] == "run_finished"]
+    assert [e["status"] for e in finished] == ["cancelled"]

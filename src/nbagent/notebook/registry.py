@@ -23,7 +23,10 @@ if TYPE_CHECKING:
     from ..tools.mcp import McpManager
 
 CLOSE_TIMEOUT_S = 5.0
-"""How long closing the kernel's sessions, logs and servers may take in all."""
+"""How long the sessions may take to stop, and then their runs' tasks."""
+
+EXIT_TIMEOUT_S = 3.0
+"""How long closing may hold up the interpreter's exit (a frontend kills it soon after)."""
 
 BUSY_STATES = ("running", "awaiting_approval", "cancelling")
 
@@ -140,7 +143,7 @@ class KernelRegistry:
         self.sessions.clear()
         self._retired.clear()
 
-    def close(self) -> asyncio.Task[None] | None:
+    def close(self, timeout: float = 2 * CLOSE_TIMEOUT_S) -> asyncio.Task[None] | None:
         """Close from synchronous code (``%unload_ext``): inside a running loop the closing
         is a task (returned; the registry keeps it until done); on the kernel's stopped
         loop it runs to the end (bounded); without a loop it is :meth:`close_now`."""
@@ -152,7 +155,7 @@ class KernelRegistry:
             running = None
         if running is not None:
             task: asyncio.Task[None] = running.create_task(
-                self._aclose_bounded(), name="nbagent-close-kernel"
+                self._aclose_bounded(timeout), name="nbagent-close-kernel"
             )
             _closing.add(task)
             task.add_done_callback(_closing.discard)
@@ -160,7 +163,7 @@ class KernelRegistry:
         loop = self._loop  # no loop bound: no actor, ticker or server ever started
         if loop is not None and not loop.is_closed() and not loop.is_running():
             with contextlib.suppress(Exception):
-                loop.run_until_complete(self._aclose_bounded())
+                loop.run_until_complete(self._aclose_bounded(timeout))
                 return None
         self.close_now()
         return None
@@ -168,12 +171,12 @@ class KernelRegistry:
     def close_at_exit(self) -> None:
         """At interpreter exit: close as :meth:`close` can, and at least release the logs."""
         with contextlib.suppress(Exception):
-            self.close()
+            self.close(EXIT_TIMEOUT_S)
         self.close_now()
 
-    async def _aclose_bounded(self) -> None:
+    async def _aclose_bounded(self, timeout: float) -> None:
         try:
-            await asyncio.wait_for(self.aclose(), CLOSE_TIMEOUT_S * 2)
+            await asyncio.wait_for(self.aclose(), timeout)
         except Exception:  # a timeout included
             self.close_now()
 
