@@ -43,7 +43,7 @@ def main() -> None:
         time.sleep(1.0)  # let the stream reach its rate
         busy = sample(kernel, args.samples)
         still = kernel.run(
-            "s = get_ipython().find_magic('agent').__self__.notebook.sessions['bench']\n"
+            "s = get_ipython().find_magic('agent').__self__.registry.sessions['bench']\n"
             "print(s.state.value)"
         ).strip()
         kernel.drain_iopub()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from nbagent.replay import RecordBook
+from nbagent.notebook.recordings import read_notebook
 from nbagent.testing import ScriptedServer, say
 from test_reproducible import notebook, record, replay_with_nbval
 
@@ -33,14 +33,14 @@ def test_strip_then_pack_moves_the_recordings_into_the_metadata(
     stripped = tmp_path / "stripped.ipynb"
     result = nbagent_cli("strip", str(path), "-o", str(stripped))
     assert result.returncode == 0 and "removed 2" in result.stdout
-    assert len(RecordBook.from_notebook(stripped)) == 0
+    assert len(read_notebook(stripped)) == 0
     fails = replay_with_nbval(stripped, tmp_path / "no-recordings", NBAGENT_REPLAY="replay")
     assert fails.returncode != 0 and "no recording matches" in fails.stdout
 
     packed = nbagent_cli("pack", str(stripped), "--store", str(tmp_path / "a" / ".home" / "kernel"))
     assert packed.returncode == 0, packed.stderr
     assert "packed 2 recorded responses from default" in packed.stdout
-    assert len(RecordBook.from_notebook(stripped)) == 2
+    assert len(read_notebook(stripped)) == 2
     passes = replay_with_nbval(stripped, tmp_path / "packed", NBAGENT_REPLAY="replay")
     assert passes.returncode == 0, passes.stdout
 

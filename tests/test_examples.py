@@ -16,7 +16,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from nbagent.replay import RecordBook
+from nbagent.notebook.recordings import read_notebook
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 EXAMPLES = sorted(NOTEBOOKS.glob("*.ipynb"))
@@ -29,7 +29,7 @@ def test_there_are_example_notebooks() -> None:
 
 @pytest.mark.parametrize("notebook", EXAMPLES, ids=[path.stem for path in EXAMPLES])
 def test_the_committed_notebook_holds_recordings_and_no_secrets(notebook: Path) -> None:
-    assert len(RecordBook.from_notebook(notebook)) > 0
+    assert len(read_notebook(notebook)) > 0
     text = notebook.read_text(encoding="utf-8")
     assert "sk-recording" not in text
     assert "127.0.0.1" not in text  # the scripted server's address is not saved either

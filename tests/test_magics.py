@@ -70,6 +70,10 @@ def test_a_cell_becomes_a_top_level_await(shell: InteractiveShell) -> None:
         ("%%agent --tools nosuch\nhi", "no tool named 'nosuch'"),
         ("%%agent --tools not_callable\nhi", "not_callable cannot be a tool"),
         ("%agent frobnicate", "unknown %agent command 'frobnicate'"),
+        ("%agent frobnicate", "valid commands: sessions, use, new, history"),
+        ("%agent use a b", "wrong arguments for %agent use; usage: %agent use NAME"),
+        ("%agent fork x --at", "usage: %agent fork NEW [--at CHECKPOINT]"),
+        ("%agent code some", "usage: %agent code [all]"),
         ("%agent history nobody", "no session named 'nobody'"),
     ],
 )

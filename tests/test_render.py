@@ -12,7 +12,6 @@ import mistune
 import pytest
 
 from nbagent import Session, render
-from nbagent._cell import AgentResult
 from nbagent.events import (
     ApprovalDecided,
     ApprovalRequested,
@@ -20,6 +19,7 @@ from nbagent.events import (
     ToolCallProposed,
     ToolFinished,
 )
+from nbagent.notebook.cell import AgentResult
 from nbagent.render import (
     Table,
     ToolCard,

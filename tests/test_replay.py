@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-import pytest
-
 import nbagent
 from conftest import collect, finished, of_type
 from nbagent import ApprovalRequested, Session, ToolFinished, tool
 from nbagent.model import ModelRequest
-from nbagent.replay import RecordBook, Recorded, ReplayError, ReplayModel, RequestKey
+from nbagent.replay import RecordBook, Recorded, ReplayModel, RequestKey
 from nbagent.testing import ScriptedModel, call, say, use_tools
 
 calls: list[int] = []
@@ -164,49 +159,6 @@ async def test_read_only_tools_replay_without_trust() -> None:
     async with Session(replay, tools=[peek], approval="readonly") as session:
         events = await collect(session, "look", on_approval=None)
     assert finished(events).status == "completed" and not of_type(events, ApprovalRequested)
-
-
-def notebook_with(recording: object, tmp_path: Path) -> Path:
-    path = tmp_path / "shared.ipynb"
-    cell = {
-        "cell_type": "code", "source": "%%agent\nhi", "metadata": {}, "execution_count": 1,
-        "outputs": [{"output_type": "display_data", "data": {"text/plain": "x"},
-                     "metadata": {"nbagent": {"recording": recording}}}],
-    }  # fmt: skip
-    path.write_text(
-        json.dumps({"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
-    )
-    return path
-
-
-async def test_recordings_load_from_a_notebook_file(tmp_path: Path) -> None:
-    book = RecordBook()
-    entries = await record(book)
-    loaded = RecordBook.from_notebook(notebook_with([e.to_json() for e in entries], tmp_path))
-    assert len(loaded) == 2 and not loaded.trusted(entries[0].fingerprint)
-
-
-@pytest.mark.parametrize(
-    ("recording", "message"),
-    [
-        ([{"schema": 99, "fingerprint": "f"}], "newer nbagent"),
-        ([{"schema": 1, "fingerprint": "f", "unexpected": 1}], "malformed"),
-        ({"not": "a list"}, "not a list"),
-        (["oops"], "must be an object"),
-    ],
-)
-def test_bad_recordings_are_reported_clearly(
-    recording: object, message: str, tmp_path: Path
-) -> None:
-    with pytest.raises(ReplayError, match=message):
-        RecordBook.from_notebook(notebook_with(recording, tmp_path))
-
-
-def test_a_truncated_notebook_is_reported(tmp_path: Path) -> None:
-    path = tmp_path / "cut.ipynb"
-    path.write_text('{"cells": [')
-    with pytest.raises(ReplayError, match=r"cannot read recordings from .*cut\.ipynb"):
-        RecordBook.from_notebook(path)
 
 
 async def test_recorded_tools_serve_their_recorded_result() -> None:

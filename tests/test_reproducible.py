@@ -13,7 +13,7 @@ import pytest
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
 
-from nbagent.replay import RecordBook
+from nbagent.notebook.recordings import read_notebook
 from nbagent.testing import ScriptedServer, call, say, use_tools
 
 pytestmark = pytest.mark.kernel  # nbclient and nbval run real kernels
@@ -84,7 +84,7 @@ def test_a_shared_notebook_passes_nbval_offline(
          say("Paris.")]
     ) as server:  # fmt: skip
         path = record(nb, tmp_path / "author", server, monkeypatch)
-    assert len(RecordBook.from_notebook(path)) == 3  # the recording travels in the outputs
+    assert len(read_notebook(path)) == 3  # the recording travels in the outputs
     result = replay_with_nbval(path, tmp_path / "reader", NBAGENT_REPLAY="replay")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "4 passed" in result.stdout

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import NbAgentError
-from .replay import SCHEMA, RecordBook
+from .notebook import recordings
 from .store import SessionStore, default_store_root
 
 
@@ -47,16 +47,11 @@ def pack(notebook: Path, session: str | None, store: str | None) -> int:
     for folder in _stores(notebook, store):
         names = [session] if session else folder.names()
         for name in names:
-            path = folder.root / f"{name}.jsonl"
-            if not path.exists():
+            if not folder.exists(name):
                 continue
             found_sessions.append(name)
-            for line in path.read_bytes().splitlines():
-                if b'"type":"recording"' not in line:
-                    continue
-                record = json.loads(line)
-                for entry in record.get("entries") or ():
-                    entries.setdefault(entry["fingerprint"], entry)
+            for entry in folder.recordings(name):
+                entries.setdefault(str(entry.get("fingerprint")), entry)
     if not found_sessions:
         where = ", ".join(str(s.root) for s in _stores(notebook, store))
         raise SystemExit(
@@ -64,26 +59,17 @@ def pack(notebook: Path, session: str | None, store: str | None) -> int:
             "kernel did not know the notebook's name its sessions are in .nbagent/kernel: "
             "pass --store .nbagent/kernel"
         )
-    meta = data.setdefault("metadata", {}).setdefault("nbagent", {})
-    known = {e["fingerprint"]: e for e in meta.get("recordings") or ()}
-    known.update(entries)
-    meta["schema"] = SCHEMA
-    meta["recordings"] = list(known.values())
+    total = recordings.pack(data, entries.values())
     _write(data, notebook)
     print(f"packed {len(entries)} recorded responses from {', '.join(found_sessions)} "
-          f"into {notebook} ({len(known)} in its metadata)")  # fmt: skip
+          f"into {notebook} ({total} in its metadata)")  # fmt: skip
     return 0
 
 
 def strip(notebook: Path, output: Path | None) -> int:
     """Remove recordings from the notebook's metadata and from every cell output."""
     data = _read(notebook)
-    removed = len(((data.get("metadata") or {}).get("nbagent") or {}).get("recordings") or ())
-    (data.get("metadata") or {}).pop("nbagent", None)
-    for cell in data.get("cells") or ():
-        for out in cell.get("outputs") or ():
-            meta = out.get("metadata") or {}
-            removed += len((meta.pop("nbagent", None) or {}).get("recording") or ())
+    removed = recordings.strip(data)
     _write(data, output or notebook)
     print(f"removed {removed} recorded responses; {output or notebook} replays nothing now")
     return 0
@@ -91,7 +77,7 @@ def strip(notebook: Path, output: Path | None) -> int:
 
 def info(notebook: Path) -> int:
     try:
-        book = RecordBook.from_notebook(notebook)
+        book = recordings.read_notebook(notebook)
     except NbAgentError as exc:
         raise SystemExit(f"nbagent: {exc}") from None
     print(f"{notebook}: {len(book)} recorded model responses")

@@ -19,7 +19,7 @@ from traitlets import Bool, Enum, Float, Int, List, Unicode
 from traitlets.config import Configurable
 
 from .approval import APPROVAL_MODES, ApprovalMode
-from .errors import SettingError as SettingError
+from .errors import SettingError
 from .replay import REPLAY_MODES, ReplayMode
 
 Mode = Literal["auto", "wait", "background"]

@@ -5,9 +5,9 @@ Every live model response is recorded with the fingerprint of the request that p
 of appearance, JSON arguments are re-serialised with sorted keys). A request whose
 fingerprint was recorded is answered from the recording, instantly and offline.
 
-Recordings travel inside the notebook: each ``%%agent`` cell's output carries the entries
-its run used (``metadata["nbagent"]["recording"]``), and ``nbagent pack`` can put a whole
-session's entries in the notebook's metadata (``metadata["nbagent"]["recordings"]``).
+Recordings travel inside the notebook (each ``%%agent`` cell's output carries the entries
+its run used; ``nbagent pack`` puts a whole session's in the notebook's metadata): the
+format inside the .ipynb is ``nbagent.notebook.recordings``.
 
 A request that was never recorded goes live in ``auto`` mode and fails in ``replay`` mode
 with an error that names the closest recording and the first message that differs.
@@ -21,10 +21,9 @@ import json
 import sys
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
-from .errors import ReplayError as ReplayError
+from .errors import ReplayError
 from .events import Provenance
 from .model import (
     FinishChunk,
@@ -254,42 +253,6 @@ class RecordBook:
         if key.tools != best.tools:
             return "the tools offered to the model differ from the closest recording"
         return "the request parameters differ from the closest recording"
-
-    @classmethod
-    def from_notebook(cls, path: str | Path) -> RecordBook:
-        book = cls()
-        book.load_notebook(path)
-        return book
-
-    def load_notebook(self, path: str | Path) -> int:
-        """Add the recordings of a notebook file; returns how many entries it held."""
-        where = str(path)
-        try:
-            notebook = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ReplayError(f"cannot read recordings from {where}: {exc}") from None
-        found = 0
-        meta = (notebook.get("metadata") or {}).get("nbagent") or {}
-        for item in meta.get("recordings") or ():
-            self.add(Recorded.from_json(item, f"{where} (notebook metadata)"), trusted=False)
-            found += 1
-        for number, cell in enumerate(notebook.get("cells") or (), start=1):
-            for output in cell.get("outputs") or ():
-                recording = ((output.get("metadata") or {}).get("nbagent") or {}).get("recording")
-                if recording is None:
-                    continue
-                if not isinstance(recording, list):
-                    raise ReplayError(f"{where}, cell {number}: the recording is not a list")
-                for item in recording:
-                    self.add(Recorded.from_json(item, f"{where}, cell {number}"), trusted=False)
-                    found += 1
-                tool_results = ((output.get("metadata") or {}).get("nbagent") or {}).get(
-                    "tool_results"
-                ) or ()
-                for result in tool_results:
-                    if isinstance(result, dict):
-                        self.add_tool_result(result)
-        return found
 
 
 def arguments_digest(arguments: dict[str, Any]) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from nbagent.testing import ScriptedServer, call, say, use_tools
+from nbagent.testing import ScriptedServer, call, say, stall, use_tools
 
 from .frontend import Frontend, running_kernel
 
@@ -162,3 +162,47 @@ def test_notebook_tools_in_a_kernel(server: ScriptedServer, tmp_path: Path) -> N
         reply = front.reply(msg_id, timeout=20)
         assert reply["content"]["status"] == "error"
         assert front.evaluate("1 + 1") == "2"  # the kernel is fine
+
+
+def test_unload_ext_stops_a_background_run_and_its_log_ends_it(
+    server: ScriptedServer, tmp_path: Path
+) -> None:
+    server.add(stall(30, after=3, text="This answer will stall after three words"))
+    log = tmp_path / "home" / "kernel" / "default.jsonl"
+    env = {"NBAGENT_HOME": str(tmp_path / "home"), "NBAGENT_API_BASE": server.url}
+    with running_kernel(**env) as front:
+        front.run("%config NBAgent.titles = False")
+        front.run("%%agent --mode background\nTake your time.")
+        wait_until(
+            "the run to stream", lambda: any(e["kind"] == "text_delta" for e in log_events(log))
+        )
+        front.run("%unload_ext nbagent")
+        finished = wait_until(
+            "the log to end the run",
+            lambda: [e for e in log_events(log) if e["kind"] == "run_finished"],
+        )
+        assert finished[0]["status"] == "cancelled"
+
+        server.add(say("Still here."))
+        front.run("%load_ext nbagent")  # the log is free again: the conversation goes on
+        msg_id = front.execute("%%agent\nAre you there?")
+        front.reply(msg_id)
+        assert "Still here." in front.final_bundle(msg_id)["text/plain"]
+    assert [m["role"] for m in server.requests[-1]["messages"]] == ["user", "assistant", "user"]
+
+
+def test_a_kernel_shut_down_ends_the_running_turn_in_its_log(
+    server: ScriptedServer, tmp_path: Path
+) -> None:
+    server.add(stall(30, after=3, text="This answer will stall after three words"))
+    log = tmp_path / "home" / "kernel" / "default.jsonl"
+    env = {"NBAGENT_HOME": str(tmp_path / "home"), "NBAGENT_API_BASE": server.url}
+    with running_kernel(**env) as front:
+        front.run("%config NBAgent.titles = False")
+        front.run("%%agent --mode background\nTake your time.")
+        wait_until(
+            "the run to stream", lambda: any(e["kind"] == "text_delta" for e in log_events(log))
+        )
+        front.manager.shutdown_kernel(now=False)  # the kernel exits: the registry closes
+    finished = [e for e in log_events(log) if e["kind"] == "run_finished"]
+    assert [e["status"] for e in finished] == ["cancelled"]

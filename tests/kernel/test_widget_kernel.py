@@ -191,7 +191,7 @@ def test_background_runs_in_two_sessions_do_not_cross(
         )
         assert bundle["text/plain"].count(word) == 30
         assert other not in bundle["text/plain"]
-    out = front.evaluate("sorted(get_ipython().find_magic('agent').__self__.notebook.sessions)")
+    out = front.evaluate("get_ipython().run_line_magic('agent', 'sessions').to_plain()")
     assert "bg1" in out and "bg2" in out
 
 

@@ -3,8 +3,8 @@
 ``CellRun`` submits the prompt, forwards the run's events to the view (interactive) or
 to a transcript (headless), answers approvals in headless runs by policy, waits with a
 10 Hz tick so the notebook's interrupt lands within ~0.1 s, and at the end replaces the
-live view by the static transcript. ``Notebook`` keeps the named sessions of a kernel
-and owns the background tasks of runs that outlive their cell.
+live view by the static transcript, whose output metadata carries the run's recording.
+The task that forwards the events belongs to the ``KernelRegistry``.
 """
 
 from __future__ import annotations
@@ -12,22 +12,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-from collections.abc import Coroutine
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from .errors import NbAgentError
-from .events import ApprovalRequested, ModelResponded, Provenance, RunFinished
-from .model import LiteLLMModel, import_litellm
-from .render import MimeBundle, Transcript
-from .replay import SCHEMA as RECORDING_SCHEMA
-from .replay import RecordBook, ReplayModel, tool_result_record
-from .session import RunHandle, RunResult, Session, ToolCallRecord, UsageTotals
-from .store import SessionRecorder
-from .tools import Tool
-from .widget import Action, AgentView
+from ..errors import NbAgentError, RunFailed, RunStopped
+from ..events import ApprovalRequested, ModelResponded, Provenance, RunFinished
+from ..model import LiteLLMModel, import_litellm
+from ..render import MimeBundle, Transcript
+from ..replay import ReplayModel
+from ..session import RunHandle, RunResult, Session, ToolCallRecord, UsageTotals
+from . import recordings
+from .frontend import RunMode
+from .registry import KernelRegistry
 
-RunMode = Literal["wait", "background", "headless"]
-"""How a cell runs, once ``auto`` is resolved."""
+if TYPE_CHECKING:
+    from ..widget import Action, AgentView
 
 TICK_S = 0.1
 """How often a waiting cell wakes up: an interrupt is seen within about this long."""
@@ -38,19 +36,6 @@ HEADLESS_DENIAL = (
 )
 
 
-class CellRunError(NbAgentError):
-    """A ``%%agent`` cell ended badly; IPython shows only the message, no traceback."""
-
-    def _render_traceback_(self) -> list[str]:
-        return [f"\x1b[0;31m{type(self).__name__}\x1b[0m: {self}"]
-
-
-class RunStopped(CellRunError):
-    """The run was interrupted from the notebook; the conversation so far is kept."""
-
-
-class RunFailed(CellRunError):
-    """The run failed in a headless execution (so nbval and papermill fail the cell)."""
 
 
 class AgentResult:
@@ -111,68 +96,12 @@ class AgentResult:
         )
 
 
-class Notebook:
-    """The named sessions of one kernel, their logs, and the tasks of runs that outlive
-    their cell."""
-
-    def __init__(self) -> None:
-        self.sessions: dict[str, Session] = {}
-        self.current = "default"
-        self.tasks: set[asyncio.Task[Any]] = set()
-        self.results: dict[str, AgentResult] = {}
-        """The latest result of each session."""
-        self.recorders: dict[str, SessionRecorder] = {}
-        """The log writer of each persisted session."""
-        self.fresh: set[str] = set()
-        """Sessions that ``%agent new`` restarts: their log rewinds to empty when opened."""
-        self.builtin_tools: dict[str, Tool] = {}
-        """The notebook tool group, made on first use."""
-        self.recorded_tools: dict[int, set[str]] = {}
-        """Per session (by id): tool name patterns whose recorded results replay."""
-        self.book: RecordBook | None = None
-        """The recordings of this notebook's agent cells, by request fingerprint."""
-        self.mcp: Any = None
-        """The kernel's MCP servers (``nbagent.tools.mcp.McpManager``), made on first use."""
-
-    def running(self) -> list[str]:
-        """Names of the sessions with a turn running or waiting for approval."""
-        busy = ("running", "awaiting_approval", "cancelling")
-        return [name for name, s in self.sessions.items() if s.state.value in busy]
-
-    def own(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-        return task
-
-    def forget(self, name: str) -> None:
-        """Drop a session: stop its run and close it (in the background when a loop runs)."""
-        session = self.sessions.pop(name, None)
-        self.results.pop(name, None)
-        recorder = self.recorders.pop(name, None)
-        if recorder is not None:
-            recorder.close_now()  # the log is free at once (a new session may open it)
-        if session is None:
-            return
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return  # no loop: the session never ran, there is nothing to stop
-        self.own(session.aclose(), f"nbagent-close-{name}")
-
-    async def aclose(self) -> None:
-        for name in list(self.sessions):
-            self.forget(name)
-        if self.tasks:
-            await asyncio.wait(set(self.tasks), timeout=5.0)
-
-
 class CellRun:
     """Run one prompt in a session and show it in the cell."""
 
     def __init__(
         self,
-        notebook: Notebook,
+        registry: KernelRegistry,
         name: str,
         session: Session,
         prompt: str,
@@ -185,7 +114,7 @@ class CellRun:
         tag: str | None = None,
         resume: bool = False,
     ) -> None:
-        self.notebook = notebook
+        self.registry = registry
         self.name = name
         self.session = session
         self.prompt = prompt
@@ -238,6 +167,8 @@ class CellRun:
         from IPython.display import display
 
         if self.mode != "headless":
+            from ..widget import AgentView  # anywidget loads with the first live view
+
             self.view = AgentView(
                 self.transcript,
                 on_decide=self.decide,
@@ -268,7 +199,7 @@ class CellRun:
             self._close_view()
             raise
         self.handle_run = run
-        pump = self.notebook.own(
+        pump = self.registry.own(
             self._pump(events, run), f"nbagent-cell-{self.name}-{run.run_id[:8]}"
         )
         if self.mode == "background":
@@ -318,7 +249,7 @@ class CellRun:
             self._finish(outcome)
         result = AgentResult(outcome, self.transcript, self.name, self.metadata)
         result._shown_live = self.handle is not None
-        self.notebook.results[self.name] = result
+        self.registry.last_runs[self.name] = outcome
         return result
 
     def _deny_headless(self, event: ApprovalRequested) -> None:
@@ -330,28 +261,17 @@ class CellRun:
         model = self.session.model
         if isinstance(model, ReplayModel):
             entries = [model.book.get(p.fingerprint) for p in self.provenances]
-            used = [entry.to_json() for entry in entries if entry is not None]
+            used = [entry for entry in entries if entry is not None]
             if used:
-                results = [
-                    tool_result_record(c.name, c.arguments, c.result, c.status)
-                    for c in (outcome.tool_calls if outcome is not None else ())
-                    if c.status in ("ok", "error")
-                ]
-                self.metadata = {
-                    "nbagent": {
-                        "schema": RECORDING_SCHEMA,
-                        "session": self.name,
-                        "recording": used,
-                        "tool_results": results,
-                    }
-                }
+                results = recordings.tool_results(outcome.tool_calls if outcome else ())
+                self.metadata = recordings.output_metadata(self.name, used, results)
                 for record in results:
                     model.book.add_tool_result(record)
-                recorder = self.notebook.recorders.get(self.name)
+                recorder = self.registry.recorders.get(self.name)
                 if recorder is not None and not recorder.log.closed:
                     # The log keeps them too, for `nbagent pack`.
                     with contextlib.suppress(NbAgentError):
-                        recorder.log.recording(used)
+                        recorder.log.recording([entry.to_json() for entry in used])
         if self.handle is not None:
             self.handle.update(self.transcript.mimebundle(), raw=True, metadata=self.metadata)
         self._close_view()

@@ -1,0 +1,151 @@
+"""The recording format inside a notebook: the one module that knows where it lives.
+
+A notebook carries recorded model responses (``nbagent.replay.Recorded``) in two places:
+
+- each ``%%agent`` cell's output metadata, ``{"nbagent": {"schema", "session",
+  "recording": [entry, ...], "tool_results": [record, ...]}}``: what that cell's run used;
+- the notebook metadata, ``{"nbagent": {"schema", "recordings": [entry, ...]}}``: what
+  ``nbagent pack`` copied from a session's log.
+
+A session's log keeps them too, as ``recording`` records (``SessionLog.recording``,
+read back by ``SessionStore.recordings``).
+The kernel reads the files named in ``$NBAGENT_RECORDINGS``, else the notebook it runs,
+else every notebook of its working directory (nbclient and nbval do not say which).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from ..errors import ReplayError
+from ..replay import SCHEMA, RecordBook, Recorded, tool_result_record
+
+KEY = "nbagent"
+"""The metadata key of everything nbagent writes into a notebook."""
+
+RECORDINGS_ENV = "NBAGENT_RECORDINGS"
+"""Files to read recordings from, separated by ``os.pathsep``."""
+
+NotebookJson = dict[str, Any]
+
+
+def recording_files(notebook: str | None) -> list[Path]:
+    """Where recordings come from: ``$NBAGENT_RECORDINGS``, else the notebook when the
+    kernel knows it, else every notebook in the working directory."""
+    listed = os.environ.get(RECORDINGS_ENV)
+    if listed:
+        return [Path(p) for p in listed.split(os.pathsep) if p]
+    if notebook is not None:
+        path = Path(notebook)
+        candidates = [path, Path.cwd() / path.name]
+        return [next((p for p in candidates if p.is_file()), path)]
+    return sorted(Path.cwd().glob("*.ipynb"))
+
+
+def add_notebook(book: RecordBook, path: str | Path) -> int:
+    """Add the recordings of a notebook file to ``book`` (untrusted: someone else made
+    them); returns how many model responses it held."""
+    where = str(path)
+    try:
+        notebook = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ReplayError(f"cannot read recordings from {where}: {exc}") from None
+    found = 0
+    for item in packed_entries(notebook):
+        book.add(Recorded.from_json(item, f"{where} (notebook metadata)"), trusted=False)
+        found += 1
+    for number, cell in enumerate(notebook.get("cells") or (), start=1):
+        for output in cell.get("outputs") or ():
+            meta = (output.get("metadata") or {}).get(KEY) or {}
+            recording = meta.get("recording")
+            if recording is None:
+                continue
+            if not isinstance(recording, list):
+                raise ReplayError(f"{where}, cell {number}: the recording is not a list")
+            for item in recording:
+                book.add(Recorded.from_json(item, f"{where}, cell {number}"), trusted=False)
+                found += 1
+            for result in meta.get("tool_results") or ():
+                if isinstance(result, dict):
+                    book.add_tool_result(result)
+    return found
+
+
+def read_notebook(path: str | Path) -> RecordBook:
+    """Every recording a notebook file carries."""
+    book = RecordBook()
+    add_notebook(book, path)
+    return book
+
+
+def kernel_book(notebook: str | None) -> RecordBook:
+    """The recordings a kernel starts from (see :func:`recording_files`). A file that
+    cannot be read raises ``ReplayError`` when it was named (the notebook, or
+    ``$NBAGENT_RECORDINGS``); a guessed one is skipped with a note on stderr."""
+    book = RecordBook()
+    named = notebook is not None or bool(os.environ.get(RECORDINGS_ENV))
+    for path in recording_files(notebook):
+        try:
+            add_notebook(book, path)
+        except ReplayError as exc:
+            if named:
+                raise
+            print(f"nbagent: recordings skipped: {exc}", file=sys.stderr)
+    return book
+
+
+def output_metadata(
+    session: str, used: list[Recorded], tool_results: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The metadata of an agent cell's final output: the entries its run used and the
+    results of its tool calls (served again by ``--recorded-tools``)."""
+    return {
+        KEY: {
+            "schema": SCHEMA,
+            "session": session,
+            "recording": [entry.to_json() for entry in used],
+            "tool_results": tool_results,
+        }
+    }
+
+
+def tool_results(calls: Iterable[Any]) -> list[dict[str, Any]]:
+    """Records of the tool calls that ran (``ToolCallRecord``-like: name, arguments,
+    result, status)."""
+    return [
+        tool_result_record(c.name, c.arguments, c.result, c.status)
+        for c in calls
+        if c.status in ("ok", "error")
+    ]
+
+
+def packed_entries(notebook: NotebookJson) -> list[dict[str, Any]]:
+    """The entries in the notebook's metadata."""
+    meta = (notebook.get("metadata") or {}).get(KEY) or {}
+    return list(meta.get("recordings") or ())
+
+
+def pack(notebook: NotebookJson, entries: Iterable[dict[str, Any]]) -> int:
+    """Merge ``entries`` into the notebook's metadata; returns how many it holds now."""
+    meta = notebook.setdefault("metadata", {}).setdefault(KEY, {})
+    known = {e["fingerprint"]: e for e in meta.get("recordings") or ()}
+    known.update((e["fingerprint"], e) for e in entries)
+    meta["schema"] = SCHEMA
+    meta["recordings"] = list(known.values())
+    return len(known)
+
+
+def strip(notebook: NotebookJson) -> int:
+    """Remove every recording (metadata and outputs); returns how many entries went."""
+    removed = len(packed_entries(notebook))
+    (notebook.get("metadata") or {}).pop(KEY, None)
+    for cell in notebook.get("cells") or ():
+        for output in cell.get("outputs") or ():
+            meta = output.get("metadata") or {}
+            removed += len((meta.pop(KEY, None) or {}).get("recording") or ())
+    return removed
