@@ -411,7 +411,7 @@ async def test_rate_limit_is_retried_before_the_first_token() -> None:
     async with Session(model, retry=FAST_RETRY) as session:
         events = await collect(session, "go")
     (retry,) = of_type(events, nbagent.Retrying)
-    assert retry.attempt == 1 and "rate-limiting" in retry.error
+    assert retry.attempt == 1 and "rate-limited (429)" in retry.error
     assert finished(events).status == "completed"
 
 
@@ -421,7 +421,7 @@ async def test_server_errors_exhaust_retries_and_fail_clearly() -> None:
         events = await collect(session, "go")
         assert len(of_type(events, nbagent.Retrying)) == 2
         done = finished(events)
-        assert done.status == "failed" and "provider failed" in (done.error or "")
+        assert done.status == "failed" and "failed (500)" in (done.error or "")
         assert of_type(events, nbagent.ErrorOccurred)[0].error_type == "ProviderTransientError"
         await next_turn_works(session, model)
 

@@ -226,6 +226,10 @@ class Usage:
     """The cost from litellm's price map; 0 when unknown."""
     cost_known: bool
     """False when the model is not in the price map (``cost_usd`` is then 0)."""
+    estimated: bool = False
+    """True when the provider reported no usage for this request (it was stopped, broke
+    off, or never sends usage): the counts are estimated from the characters streamed
+    (about four per token), and a renderer shows them with "~"."""
     kind: Literal["usage"] = "usage"
 
 
@@ -298,6 +302,7 @@ Event = Annotated[
     Discriminator("kind"),
 ]
 """Any event of a run or of the session lifecycle."""
+
 
 @functools.cache
 def event_adapter() -> TypeAdapter[Event]:

@@ -44,6 +44,7 @@ from .model import LiteLLMModel, Model
 from .tools import DEFAULT_MAX_RESULT_CHARS, Tool, ToolLike, resolve_tools
 
 __all__ = [
+    "DEFAULT_MAX_RESPONSE_CHARS",
     "DEFAULT_MODEL",
     "Budget",
     "EventSink",
@@ -57,6 +58,8 @@ __all__ = [
 ]
 
 DEFAULT_MODEL = "openai/gpt-4o-mini"
+DEFAULT_MAX_RESPONSE_CHARS = 1_000_000
+"""The size cap of one model response, in characters (a runaway stream ends there)."""
 
 
 class SessionState(enum.Enum):
@@ -105,6 +108,11 @@ class Session:
     deny proposed tool calls with :meth:`approve` / :meth:`deny`, stop with
     :meth:`cancel`, add guidance mid-run with :meth:`steer`. The conversation carries on
     across runs until :meth:`aclose` (or the end of ``async with``).
+
+    A model given by name is a :class:`~nbagent.model.LiteLLMModel` with ``api_base``,
+    ``api_key`` or ``api_key_env`` (the variable to read the key from) and ``timeout``
+    (seconds to wait for the provider). ``model_params`` go with every request of any
+    model; ``budget`` and ``max_response_chars`` are enforced while answers stream.
     """
 
     def __init__(
@@ -120,7 +128,10 @@ class Session:
         hooks: Iterable[Hooks] = (),
         api_base: str | None = None,
         api_key: str | None = None,
+        api_key_env: str | None = None,
+        timeout: float | None = None,
         model_params: dict[str, Any] | None = None,
+        max_response_chars: int = DEFAULT_MAX_RESPONSE_CHARS,
         max_parallel_tools: int = 4,
         max_result_chars: int = DEFAULT_MAX_RESULT_CHARS,
         session_id: str | None = None,
@@ -131,16 +142,27 @@ class Session:
             raise ValueError("max_turns must be at least 1")
         if max_parallel_tools < 1:
             raise ValueError("max_parallel_tools must be at least 1")
+        if max_response_chars < 1:
+            raise ValueError("max_response_chars must be at least 1")
         if isinstance(model, str):
-            model = LiteLLMModel(model, api_base=api_base, api_key=api_key, params=model_params)
-        elif api_base or api_key or model_params:
-            raise ValueError("api_base, api_key and model_params apply to a model given by name")
+            connection: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
+            model = LiteLLMModel(
+                model, api_base=api_base, api_key=api_key, api_key_env=api_key_env, **connection
+            )
+        elif api_base or api_key or api_key_env or timeout is not None:
+            raise ValueError(
+                "api_base, api_key, api_key_env and timeout apply to a model given by name"
+            )
         self.id = session_id or uuid.uuid4().hex
         self.model: Model = model
         self.tools: dict[str, Tool] = resolve_tools(tools)
         self.policy = ApprovalPolicy(mode=approval)
         self.system = system
         self.max_turns = max_turns
+        self.model_params: dict[str, Any] = dict(model_params or {})
+        """Sent with every model request (temperature, top_p, max_tokens, seed,
+        reasoning_effort, …) and part of the replay fingerprint."""
+        self.max_response_chars = max_response_chars
         self.budget = budget or Budget()
         self.retry = retry or RetryPolicy()
         self.hooks: list[Hooks] = list(hooks)
