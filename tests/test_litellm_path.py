@@ -121,7 +121,7 @@ async def test_unauthorised_names_where_the_key_came_from_and_never_the_key(
         events = await collect(session, "go")
     done = finished(events)
     assert done.status == "failed"
-    assert "the api_key given in code" in (done.error or "")
+    assert "the key was given in code" in (done.error or "")
     assert "\n" not in (done.error or "") and "litellm." not in (done.error or "")
     assert not of_type(events, nbagent.Retrying)
     for event in events:

@@ -801,9 +801,7 @@ async def test_a_sink_failing_mid_run_fails_the_run_with_its_message() -> None:
     async with Session(ScriptedModel([say("a"), say("b")])) as session:
         session.add_sink(FailingSink("model_responded"))
         result = await asyncio.wait_for(session.ask("1"), 10)
-    assert result.status == "failed" and "the sink broke at model_responded" in (
-        result.error or ""
-    )
+    assert result.status == "failed" and "the sink broke at model_responded" in (result.error or "")
 
 
 async def test_sinks_see_every_event_before_subscribers_in_order() -> None:

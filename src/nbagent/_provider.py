@@ -42,6 +42,8 @@ _TRANSIENT_NAMES = frozenset(
         "BadGatewayError",
     }
 )
+_PROVIDER_ALIASES = {"ollama_chat": "ollama", "text-completion-openai": "openai"}
+_VARIABLE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _TIMEOUT_NAMES = frozenset({"Timeout", "APITimeoutError", "ReadTimeout", "ConnectTimeout"})
 
 
@@ -73,6 +75,7 @@ def key_variable(model: str) -> str:
     if missing:
         return missing[0]
     provider = model.split("/", 1)[0] if "/" in model else "openai"
+    provider = _PROVIDER_ALIASES.get(provider, provider)
     return f"{provider.upper()}_API_KEY"
 
 
@@ -105,8 +108,8 @@ def _json_message(text: str) -> str | None:
     start = text.find("{")
     if start < 0:
         return None
-    try:
-        data: Any = json.loads(text[start:])
+    try:  # the body may sit inside a repr (b'{...}') or be followed by more text
+        data, _ = json.JSONDecoder().raw_decode(text[start:])
     except json.JSONDecodeError:
         return None
     for _ in range(3):
@@ -122,8 +125,9 @@ def _json_message(text: str) -> str | None:
 def provider_error(exc: BaseException, model: str, *, key_source: str | None = None) -> ModelError:
     """Map a litellm / OpenAI / transport exception onto our error tree, in one line.
 
-    ``key_source`` says where the key of the request came from ("OPENAI_API_KEY", "the
-    api_key given in code"); a 401/403 names it."""
+    ``key_source`` says where the key of the request came from: a variable name
+    ("OPENAI_API_KEY") or a phrase ("the key was given in code (api_key=)"); a 401/403
+    names it. Without it, the provider's usual variable is named."""
     if isinstance(exc, ModelError):
         return exc
     status = getattr(exc, "status_code", None)
@@ -157,12 +161,12 @@ def provider_error(exc: BaseException, model: str, *, key_source: str | None = N
 
 def _auth_message(model: str, code: str, detail: str, key_source: str | None) -> str:
     source = key_source or key_variable(model)
-    if source.isupper() and source.replace("_", "").isalnum():
-        read = f"the key in {source}" if os.environ.get(source) else f"{source} (not set)"
-    else:
-        read = source
+    if _VARIABLE.match(source):
+        source = (
+            f"the key was read from {source}" if os.environ.get(source) else f"{source} is not set"
+        )
     return (
-        f"{model} refused the credentials ({code}: {detail}); the key was read from {read}. "
+        f"{model} refused the credentials ({code}: {detail}); {source}. "
         f"Check the key, or name another variable with --api-key-env; {DOCTOR_HINT}"
     )
 

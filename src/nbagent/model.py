@@ -303,7 +303,7 @@ class LiteLLMModel:
         """The key for the next request and where it came from (for messages; never the
         key itself). Raises ``ProviderAuthError`` when a needed key is not set."""
         if self._api_key:
-            return self._api_key, "the api_key given in code"
+            return self._api_key, "the key was given in code (api_key=)"
         if self.api_key_env:
             value = os.environ.get(self.api_key_env, "").strip()
             if not value:
@@ -314,7 +314,7 @@ class LiteLLMModel:
         if not missing:
             return None, ""
         if self.api_base:
-            return NO_KEY, f"no key ({' and '.join(missing)} not set; none was sent)"
+            return NO_KEY, f"no key was sent ({' and '.join(missing)} not set)"
         raise missing_key_error(missing)
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
