@@ -32,7 +32,10 @@ the retry policy's ``max_delay`` bounds it again."""
 
 DOCTOR_HINT = "`%agent doctor` checks the setup"
 
-_CHAIN = re.compile(r"^\s*(?:litellm\.)?[A-Za-z_.]*(?:Error|Exception)\b\s*(?::|-)\s*")
+_CHAIN = re.compile(r"^\s*(?:litellm\.)?[A-Za-z_.]*(?:Error|Exception|Timeout)\b\s*(?::|-)\s*")
+_TAIL = re.compile(
+    r"\s*(?:Original exception:|Error_str:|Received Model Group=|To drop these,).*$", re.DOTALL
+)
 _TRANSIENT_NAMES = frozenset(
     {
         "InternalServerError",
@@ -97,6 +100,7 @@ def provider_message(exc: BaseException) -> str:
     while previous != text:
         previous = text
         text = _CHAIN.sub("", text, count=1)
+    text = _TAIL.sub("", text) or text
     text = _json_message(text) or text
     first = next((line.strip() for line in text.splitlines() if line.strip()), text)
     first = redact(first)
@@ -156,6 +160,8 @@ def provider_error(exc: BaseException, model: str, *, key_source: str | None = N
         return ProviderTransientError(
             f"{model} failed ({code}): {detail}", retry_after=retry_after(exc)
         )
+    if "does not support parameters" in detail:
+        detail += " (add drop_params=True to the parameters to leave unsupported ones out)"
     return ProviderRequestError(f"{model} refused the request ({code}): {detail}")
 
 

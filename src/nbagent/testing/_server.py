@@ -39,6 +39,8 @@ class ScriptedServer:
         self._stopping = threading.Event()
         self.echo = echo
         self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        """The headers of every request, in order (lower-case names)."""
         self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
         self._httpd.daemon_threads = True
         self._httpd.scripted = self  # type: ignore[attr-defined]
@@ -91,11 +93,12 @@ class ScriptedServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _next(self, body: dict[str, Any]) -> Reply | str:
+    def _next(self, body: dict[str, Any], headers: dict[str, str]) -> Reply | str:
         """The reply to a request, or why there is none."""
         messages = body.get("messages", [])
         with self._lock:
             self.requests.append(body)
+            self.headers.append(headers)
             reply = take_reply(self._replies, messages)
             left = len(self._replies)
         if reply is not None:
@@ -138,7 +141,7 @@ class _Handler(BaseHTTPRequestHandler):
         if protocol is None:
             self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
             return
-        reply = self.scripted._next(body)
+        reply = self.scripted._next(body, {k.lower(): v for k, v in self.headers.items()})
         if isinstance(reply, str):
             self._json(500, error_body(protocol, 500, reply))
             return
