@@ -131,7 +131,8 @@ async def test_an_unusable_retry_after_still_retries_promptly(
 )
 def test_retry_after_headers_are_finite_and_bounded(value: str, expected: float | None) -> None:
     class Response:
-        headers = {"retry-after": value}
+        def __init__(self) -> None:
+            self.headers = {"retry-after": value}
 
     class RateLimited(Exception):
         status_code = 429

@@ -100,10 +100,9 @@ def format_cost(cost: float, known: bool, *, estimated: bool = False) -> str:
     ``$0.0000``); ``~`` before an estimate, ``≥`` before a lower bound."""
     if not known and cost == 0:
         return "cost unknown"
+    text = f"${cost:.4f}" if cost < 1 else f"${cost:,.2f}"
     if 0 < cost < 0.0001:
         text = "<$0.0001"
-    else:
-        text = f"${cost:.4f}" if cost < 1 else f"${cost:,.2f}"
     if not known:
         return f"≥ {text}"
     return f"~{text}" if estimated else text
