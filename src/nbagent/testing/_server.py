@@ -41,6 +41,8 @@ class ScriptedServer:
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         """The headers of every request, in order (lower-case names)."""
+        self.paths: list[str] = []
+        """The path of every request, in order (which protocol it spoke)."""
         self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
         self._httpd.daemon_threads = True
         self._httpd.scripted = self  # type: ignore[attr-defined]
@@ -93,12 +95,13 @@ class ScriptedServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _next(self, body: dict[str, Any], headers: dict[str, str]) -> Reply | str:
+    def _next(self, body: dict[str, Any], headers: dict[str, str], path: str) -> Reply | str:
         """The reply to a request, or why there is none."""
         messages = body.get("messages", [])
         with self._lock:
             self.requests.append(body)
             self.headers.append(headers)
+            self.paths.append(path)
             reply = take_reply(self._replies, messages)
             left = len(self._replies)
         if reply is not None:
@@ -141,7 +144,8 @@ class _Handler(BaseHTTPRequestHandler):
         if protocol is None:
             self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
             return
-        reply = self.scripted._next(body, {k.lower(): v for k, v in self.headers.items()})
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        reply = self.scripted._next(body, headers, self.path)
         if isinstance(reply, str):
             self._json(500, error_body(protocol, 500, reply))
             return
