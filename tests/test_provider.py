@@ -89,7 +89,7 @@ async def test_api_key_env_is_read_at_request_time_and_never_shown(
     assert "401" in error and "the key was read from NBAGENT_TEST_LLM_CRED" in error
     for event in [*unset, *ok, *refused]:
         assert secret not in nbagent.event_to_json(event)
-    assert "NBAGENT_TEST_LLM_CRED" not in repr(session.model) or secret not in repr(session.model)
+    assert secret not in repr(session.model) and "NBAGENT_TEST_LLM_CRED" in repr(session.model)
 
 
 # -- errors and retries ----------------------------------------------------------------------
@@ -327,3 +327,18 @@ def test_tiny_costs_are_not_shown_as_zero() -> None:
     assert format_cost(0.0, True) == "$0.0000"
     assert format_cost(0.0123, True) == "$0.0123"
     assert format_cost(0.0, False) == "cost unknown"
+
+
+async def test_a_turns_own_budget_and_params_apply_to_that_turn_only() -> None:
+    model = ScriptedModel([say(RUNAWAY, words_per_chunk=5), say("short"), say("last")])
+    async with Session(model, model_params={"seed": 1}) as session:
+        capped = session.submit("one", budget=Budget(max_tokens=200), model_params={"top_p": 0.5})
+        free = session.submit("two")
+        tuned = session.submit("three", model_params={"seed": 2})
+        results = [await capped, await free, await tuned]
+    assert [r.status for r in results] == ["budget_exceeded", "completed", "completed"]
+    assert [r.params for r in model.requests] == [
+        {"seed": 1, "top_p": 0.5},
+        {"seed": 1},
+        {"seed": 2},
+    ]

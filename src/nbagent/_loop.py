@@ -14,6 +14,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
+from ._budget import Budget
 from ._redact import redact
 from ._tool_calls import RunState, ToolCallRecord, ToolRunner
 from .approval import UNTRUSTED_REPLAY
@@ -46,35 +47,6 @@ from .model import (
     assistant_message,
 )
 from .tools import Tool, tool_spec
-
-
-@dataclass(frozen=True)
-class Budget:
-    """Limits for one run; the run stops with status ``budget_exceeded`` past either.
-
-    Checked while the answer streams (its tokens and cost estimated from the characters
-    that arrived, about four per token) and after each response (the provider's counts):
-    a runaway answer stops at the budget, its partial text kept. The cost limit applies
-    only to models whose price litellm knows (``Usage.cost_known``).
-    """
-
-    max_cost_usd: float | None = None
-    max_tokens: int | None = None
-
-    def exceeded(self, usage: UsageTotals) -> str | None:
-        """Why ``usage`` is over this budget, or None."""
-        about = "about " if usage.estimated else ""
-        if self.max_tokens is not None and usage.total_tokens > self.max_tokens:
-            return (
-                f"The run used {about}{usage.total_tokens:,} tokens, over its budget of "
-                f"{self.max_tokens:,}; it was stopped. Raise the budget to go on."
-            )
-        if self.max_cost_usd is not None and usage.cost_usd > self.max_cost_usd:
-            return (
-                f"The run cost {about}${usage.cost_usd:.4f}, over its budget of "
-                f"${self.max_cost_usd:.4f}; it was stopped. Raise the budget to go on."
-            )
-        return None
 
 
 class BudgetReached(Exception):
@@ -116,7 +88,7 @@ class _Meter:
                 "stopped as a runaway answer; its first part is kept."
             )
         self.next_check = min(self.chars + _CHECK_EVERY, limit + 1)
-        budget = host.budget
+        budget = self._run.budget or host.budget
         if budget.max_tokens is None and budget.max_cost_usd is None:
             return
         cost = self._estimated_cost() if budget.max_cost_usd is not None else None
@@ -232,7 +204,7 @@ async def run_loop(host: LoopHost, run: RunState, resumed: bool) -> RunOutcome:
         for turn_number in range(1, host.max_turns + 1):
             run.ctx.turn = turn_number
             response = await _model_turn(host, run)
-            if (over := host.budget.exceeded(run.usage)) is not None:
+            if (over := (run.budget or host.budget).exceeded(run.usage)) is not None:
                 host.tool_runner.skip(run, response.tool_calls, over)
                 return RunOutcome("budget_exceeded", over)
             if not response.tool_calls:
@@ -271,7 +243,7 @@ async def _model_turn(host: LoopHost, run: RunState) -> ModelResponded:
     request = ModelRequest(
         messages=system + history,
         tools=[tool_spec(t) for t in host.tools.values()],
-        params=dict(host.model_params),
+        params={**host.model_params, **run.model_params},
     )
     request = await edit_request(host.hooks, run.ctx, request)
     acc, meter = await _stream(host, run, request)

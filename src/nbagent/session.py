@@ -23,9 +23,10 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Any, Literal, Protocol, cast
 
 from ._approvals import ApprovalGate, Decision
+from ._budget import Budget
 from ._fanout import EventHub, Subscription
 from ._inbox import Cancel, Close, Command, Decide, RunDone, RunHandle, Steer, Turn
-from ._loop import Budget, RetryPolicy, RunOutcome, RunResult, run_loop
+from ._loop import RetryPolicy, RunOutcome, RunResult, run_loop
 from ._tool_calls import RunState, ToolCallRecord, ToolRunner
 from .approval import AllowRule, ApprovalMode, ApprovalPolicy
 from .conversation import Conversation, UsageTotals, as_chat
@@ -249,13 +250,22 @@ class Session:
 
     # -- turns ----------------------------------------------------------------------------
 
-    def submit(self, prompt: str, *, tag: str | None = None) -> RunHandle:
+    def submit(
+        self,
+        prompt: str,
+        *,
+        tag: str | None = None,
+        budget: Budget | None = None,
+        model_params: dict[str, Any] | None = None,
+    ) -> RunHandle:
         """Queue a user turn; it runs when the turns before it have finished.
 
         ``tag`` is an opaque label carried by ``RunStarted`` (the notebook passes the id
-        of the cell the turn came from).
+        of the cell the turn came from). ``budget`` replaces the session's budget for this
+        turn; ``model_params`` are merged over the session's for its requests (a cell's
+        own options, which must not leak into the turns queued around it).
         """
-        return self._submit(prompt, tag)
+        return self._submit(prompt, tag, budget, model_params)
 
     def resume(self, *, tag: str | None = None) -> RunHandle | None:
         """Continue an interrupted conversation, or return None if nothing is unfinished.
@@ -268,10 +278,17 @@ class Session:
             return None
         return self._submit(None, tag)
 
-    def _submit(self, prompt: str | None, tag: str | None) -> RunHandle:
+    def _submit(
+        self,
+        prompt: str | None,
+        tag: str | None,
+        budget: Budget | None = None,
+        model_params: dict[str, Any] | None = None,
+    ) -> RunHandle:
         self._check_open("start a turn")
         loop = self._ensure_actor()
-        turn = Turn(uuid.uuid4().hex, prompt, loop.create_future(), tag)
+        params = dict(model_params or {})
+        turn = Turn(uuid.uuid4().hex, prompt, loop.create_future(), tag, budget, params)
         self._outstanding += 1
         self._send(turn)
         return RunHandle(turn.run_id, prompt, turn.future, self.cancel)
@@ -507,7 +524,11 @@ class Session:
     # -- one run --------------------------------------------------------------------------
 
     async def _run_turn(self, turn: Turn) -> None:
-        run = RunState(RunContext(session=self, run_id=turn.run_id, prompt=turn.prompt or ""))
+        run = RunState(
+            RunContext(session=self, run_id=turn.run_id, prompt=turn.prompt or ""),
+            budget=turn.budget,
+            model_params=turn.model_params,
+        )
         outcome = RunOutcome("failed", "The run ended before it started.")
         try:
             self.emit(
