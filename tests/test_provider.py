@@ -324,6 +324,7 @@ def test_tiny_costs_are_not_shown_as_zero() -> None:
     from nbagent.render import format_cost
 
     assert format_cost(0.00004, True) == "<$0.0001"
+    assert format_cost(0.00009, True) == "$0.0001"
     assert format_cost(0.0, True) == "$0.0000"
     assert format_cost(0.0123, True) == "$0.0123"
     assert format_cost(0.0, False) == "cost unknown"
