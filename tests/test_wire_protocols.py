@@ -12,7 +12,7 @@ import nbagent
 from conftest import FAST_RETRY, collect, finished, of_type
 from nbagent import Session, TextDelta, ToolFinished, Usage, tool
 from nbagent.model import NO_KEY
-from nbagent.testing import ScriptedServer, call, http_error, say, use_tools
+from nbagent.testing import ScriptedServer, call, http_error, raw, say, use_tools
 
 ANTHROPIC = "anthropic/claude-haiku-4-5"
 OLLAMA = "ollama_chat/llama3.2"
@@ -136,3 +136,23 @@ async def test_each_protocol_reaches_its_own_route(model: str, server: ScriptedS
         events = await collect(session, "hello")
     assert finished(events).text == "routed"
     assert server.paths == [ROUTES[model]]
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize(
+    ("body", "kind", "shown"),
+    [
+        ("<html>Sign in</html>", "text/html", "text/html, not a stream"),
+        ('{"id": "msg_1", "content": []}', "application/json", "application/json, not a stream"),
+        ("", "text/event-stream", "empty response"),
+    ],
+)
+async def test_a_200_that_is_not_a_stream_is_an_error(
+    model: str, body: str, kind: str, shown: str, server: ScriptedServer
+) -> None:
+    server.add(*[raw(body, content_type=kind)] * 3)
+    async with session_for(model, server) as session:
+        events = await collect(session, "hello")
+    done = finished(events)
+    assert done.status == "failed" and shown in (done.error or "")
+    assert session.messages[-1]["role"] == "user"  # no empty answer was kept

@@ -369,7 +369,8 @@ class LiteLLMModel:
             where = self.api_base or "the provider"
             raise ProviderRequestError(
                 f"{where} answered {self._name} with {kind.split(';')[0]}, not a stream: "
-                "check that api_base is the API's base URL (often ending in /v1)"
+                "check that api_base is the API's base URL (an OpenAI-compatible one "
+                "usually ends in /v1)"
             )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 import threading
 import time
 from collections import deque
@@ -43,7 +44,7 @@ class ScriptedServer:
         """The headers of every request, in order (lower-case names)."""
         self.paths: list[str] = []
         """The path of every request, in order (which protocol it spoke)."""
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
+        self._httpd = _QuietServer(("127.0.0.1", port), _Handler)
         self._httpd.daemon_threads = True
         self._httpd.scripted = self  # type: ignore[attr-defined]
         self._thread: threading.Thread | None = None
@@ -114,6 +115,14 @@ class ScriptedServer:
                 f"(its last user message: {last_user_text(messages)[:200]!r})"
             )
         return "the scripted server has no reply left"
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up (a stream stopped at a budget, a refused answer) is
+        # normal here; anything else is reported as usual.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
