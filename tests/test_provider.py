@@ -286,6 +286,7 @@ async def test_model_params_reach_the_request(server: ScriptedServer) -> None:
     assert finished(events).text == "Tuned."
     body = server.requests[0]
     assert {key: body.get(key) for key in PARAMS} == PARAMS
+    assert of_type(events, nbagent.RunStarted)[0].params == PARAMS  # the run's provenance
 
 
 async def test_a_parameter_the_model_does_not_take_fails_before_the_request(

@@ -64,6 +64,9 @@ class RunStarted:
     """True when the run continues an interrupted conversation (``prompt`` is empty)."""
     tools: tuple[str, ...] = ()
     """The names of the tools the run can call (a restored session finds them again)."""
+    params: dict[str, Any] = field(default_factory=dict)
+    """The model parameters of the run's requests (the session's, then the turn's own):
+    part of what produced its answers, and of their replay fingerprint."""
     at: float = field(default_factory=_now)
     """Wall-clock time (seconds since the epoch)."""
     kind: Literal["run_started"] = "run_started"

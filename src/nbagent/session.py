@@ -540,6 +540,7 @@ class Session:
                     tag=turn.tag,
                     resumed=turn.prompt is None,
                     tools=tuple(self.tools),
+                    params={**self.model_params, **turn.model_params},
                 )
             )
             outcome = await run_loop(self, run, resumed=turn.prompt is None)
