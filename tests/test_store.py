@@ -177,15 +177,29 @@ async def test_compact_summarises_older_turns_and_keeps_the_log_whole(tmp_path: 
     assert event_kinds(store.root / "s.jsonl").count("run_started") == 3
 
 
-async def test_title_is_generated_in_the_background(tmp_path: Path) -> None:
+async def test_a_title_comes_from_the_first_prompt_without_a_model_request(tmp_path: Path) -> None:
     store = SessionStore(tmp_path)
-    model = ScriptedModel([say("hello"), say("Greeting the notebook")])
+    model = ScriptedModel([say("hello"), say("this reply must stay unused")])
     session, recorder = await recorded(store, "s", model, titles=True)
+    await session.ask("  Plot the monthly sales\n by region, please, and explain the trend ")
+    await recorder.aclose()
+    await session.aclose()
+    assert store.summary("s").title == "Plot the monthly sales by region, please, and…"
+    assert len(model.requests) == 1 and model.remaining == 1  # no hidden title request
+
+
+async def test_only_an_aux_model_is_asked_for_a_title(tmp_path: Path) -> None:
+    store = SessionStore(tmp_path)
+    model = ScriptedModel([say("hello")])
+    aux = ScriptedModel([say("Greeting the notebook")])
+    session, recorder = await recorded(store, "s", model, titles=True, aux_model=aux)
     result = await session.ask("hi there")
     assert result.text == "hello"  # the title never delayed the answer
     await recorder.aclose()  # waits (bounded) for the title job
     await session.aclose()
     assert store.summary("s").title == "Greeting the notebook"
+    assert len(model.requests) == 1 and len(aux.requests) == 1
+    assert "hi there" in aux.requests[0].messages[-1]["content"]
 
 
 async def test_no_secrets_in_the_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

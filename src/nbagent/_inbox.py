@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ._approvals import Decision
+from ._budget import Budget
 from ._loop import RunResult
 
 
@@ -53,6 +54,10 @@ class Turn:
     """None continues the conversation as it stands (``Session.resume``)."""
     future: asyncio.Future[RunResult]
     tag: str | None = None
+    budget: Budget | None = None
+    """This turn's budget, in place of the session's."""
+    model_params: dict[str, Any] = field(default_factory=dict)
+    """This turn's model parameters, over the session's."""
 
 
 @dataclass

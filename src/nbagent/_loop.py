@@ -8,15 +8,24 @@ The loop only emits events; the session folds each one into its conversation (se
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 import random
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
+from ._budget import Budget
 from ._redact import redact
 from ._tool_calls import RunState, ToolCallRecord, ToolRunner
 from .approval import UNTRUSTED_REPLAY
 from .conversation import Conversation, UsageTotals
-from .errors import ModelError, ProviderTransientError, RunInterrupted, StreamBrokenError
+from .errors import (
+    ModelError,
+    ProviderTransientError,
+    ResponseTooLargeError,
+    RunInterrupted,
+    StreamBrokenError,
+)
 from .events import (
     Event,
     ModelResponded,
@@ -40,29 +49,71 @@ from .model import (
 from .tools import Tool, tool_spec
 
 
-@dataclass(frozen=True)
-class Budget:
-    """Limits for one run; the run stops with status ``budget_exceeded`` past either.
+class BudgetReached(Exception):
+    """The budget ran out while a response streamed: the run stops (not fails)."""
 
-    The cost limit applies only to models whose price litellm knows (``Usage.cost_known``).
-    """
 
-    max_cost_usd: float | None = None
-    max_tokens: int | None = None
+CHARS_PER_TOKEN = 4
+"""The estimate of streamed text per token, where the provider has not counted yet."""
+_CHECK_EVERY = 200
+"""Characters between two estimates while streaming (about 50 tokens)."""
 
-    def exceeded(self, usage: UsageTotals) -> str | None:
-        """Why ``usage`` is over this budget, or None."""
-        if self.max_tokens is not None and usage.total_tokens > self.max_tokens:
-            return (
-                f"The run used {usage.total_tokens:,} tokens, over its budget of "
-                f"{self.max_tokens:,}; it was stopped. Raise the budget to go on."
+
+class _Meter:
+    """Counts what a response streamed and enforces the run's limits while it streams:
+    the size cap (``max_response_chars``) and the budget (tokens and cost estimated)."""
+
+    __slots__ = ("_host", "_price", "_run", "chars", "next_check", "prompt_tokens")
+
+    def __init__(self, host: LoopHost, run: RunState, request: ModelRequest) -> None:
+        self._host = host
+        self._run = run
+        self._price: tuple[float, float] | None = None
+        self.chars = 0
+        size = len(json.dumps([request.messages, request.tools], default=str))
+        self.prompt_tokens = max(1, size // CHARS_PER_TOKEN)
+        self.next_check = min(_CHECK_EVERY, host.max_response_chars + 1)
+
+    @property
+    def completion_tokens(self) -> int:
+        return -(-self.chars // CHARS_PER_TOKEN)
+
+    def check(self) -> None:
+        """Raise when the response is over the size cap or the run over its budget."""
+        host = self._host
+        limit = host.max_response_chars
+        if self.chars > limit:
+            raise ResponseTooLargeError(
+                f"The response passed {limit:,} characters (max_response_chars) and was "
+                "stopped as a runaway answer; its first part is kept."
             )
-        if self.max_cost_usd is not None and usage.cost_usd > self.max_cost_usd:
-            return (
-                f"The run cost ${usage.cost_usd:.4f}, over its budget of "
-                f"${self.max_cost_usd:.4f}; it was stopped. Raise the budget to go on."
-            )
-        return None
+        self.next_check = min(self.chars + _CHECK_EVERY, limit + 1)
+        budget = self._run.budget or host.budget
+        if budget.max_tokens is None and budget.max_cost_usd is None:
+            return
+        cost = self._estimated_cost() if budget.max_cost_usd is not None else None
+        estimate = Usage(
+            run_id=self._run.ctx.run_id,
+            model=host.model.name,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            total_tokens=self.prompt_tokens + self.completion_tokens,
+            cost_usd=cost or 0.0,
+            cost_known=cost is not None,
+            estimated=True,
+        )
+        if (over := budget.exceeded(self._run.usage.add(estimate))) is not None:
+            raise BudgetReached(over)
+
+    def _estimated_cost(self) -> float | None:
+        if self._price is None:
+            prompt = self._host.model.cost(self.prompt_tokens, 0)
+            per_million = self._host.model.cost(0, 1_000_000)
+            if prompt is None or per_million is None:
+                return None
+            self._price = (prompt, per_million / 1_000_000)
+        prompt_cost, per_token = self._price
+        return prompt_cost + per_token * self.completion_tokens
 
 
 @dataclass(frozen=True)
@@ -76,7 +127,9 @@ class RetryPolicy:
     multiplier: float = 2.0
 
     def delay(self, attempt: int, hint: float | None) -> float:
-        if hint is not None:
+        """Seconds to wait after ``attempt`` failed: the provider's hint if it is a sane
+        number, else exponential backoff with jitter; never more than ``max_delay``."""
+        if hint is not None and math.isfinite(hint):
             return min(max(hint, 0.0), self.max_delay)
         base = self.initial_delay * self.multiplier ** (attempt - 1)
         return min(base * (0.75 + random.random() / 2), self.max_delay)
@@ -119,6 +172,8 @@ class LoopHost(Protocol):
     tools: dict[str, Tool]
     system: str | None
     max_turns: int
+    model_params: dict[str, Any]
+    max_response_chars: int
     budget: Budget
     retry: RetryPolicy
     hooks: list[Hooks]
@@ -149,7 +204,7 @@ async def run_loop(host: LoopHost, run: RunState, resumed: bool) -> RunOutcome:
         for turn_number in range(1, host.max_turns + 1):
             run.ctx.turn = turn_number
             response = await _model_turn(host, run)
-            if (over := host.budget.exceeded(run.usage)) is not None:
+            if (over := (run.budget or host.budget).exceeded(run.usage)) is not None:
                 host.tool_runner.skip(run, response.tool_calls, over)
                 return RunOutcome("budget_exceeded", over)
             if not response.tool_calls:
@@ -166,6 +221,8 @@ async def run_loop(host: LoopHost, run: RunState, resumed: bool) -> RunOutcome:
             f"The run stopped after {host.max_turns} model requests (max_turns). "
             "Send another message to let the agent continue, or raise max_turns.",
         )
+    except BudgetReached as exc:
+        return RunOutcome("budget_exceeded", str(exc))
     except asyncio.CancelledError:
         return RunOutcome("cancelled", "Stopped by the user.")
     except RunInterrupted as exc:
@@ -184,10 +241,12 @@ async def _model_turn(host: LoopHost, run: RunState) -> ModelResponded:
     system = [{"role": "system", "content": host.system}] if host.system else []
     history = cast(list[dict[str, Any]], host.conversation.request_messages())
     request = ModelRequest(
-        messages=system + history, tools=[tool_spec(t) for t in host.tools.values()]
+        messages=system + history,
+        tools=[tool_spec(t) for t in host.tools.values()],
+        params={**host.model_params, **run.model_params},
     )
     request = await edit_request(host.hooks, run.ctx, request)
-    acc = await _stream(host, run, request)
+    acc, meter = await _stream(host, run, request)
     calls = acc.tool_calls()
     provenance = acc.provenance
     run.untrusted_replay = provenance is not None and not provenance.trusted
@@ -203,12 +262,16 @@ async def _model_turn(host: LoopHost, run: RunState) -> ModelResponded:
         provenance=provenance,
     )
     host.emit(response)
-    _report_usage(host, run, acc)
+    _report_usage(host, run, acc, meter)
     await call_hooks(host.hooks, "after_model_response", run.ctx, response)
     return response
 
 
-async def _stream(host: LoopHost, run: RunState, request: ModelRequest) -> ResponseAccumulator:
+async def _stream(
+    host: LoopHost, run: RunState, request: ModelRequest
+) -> tuple[ResponseAccumulator, _Meter]:
+    """Stream one response (retrying failures before its first output), enforcing the
+    budget and the size cap as it arrives."""
     run_id = run.ctx.run_id
     emit = host.emit
     attempt = 0
@@ -216,30 +279,37 @@ async def _stream(host: LoopHost, run: RunState, request: ModelRequest) -> Respo
         attempt += 1
         acc = ResponseAccumulator()
         add_text = acc.add_text
-        started = False
+        meter = _Meter(host, run, request)
         stream = host.model.stream(request)
         try:
             async for chunk in stream:
                 if type(chunk) is str:
-                    started = True
                     add_text(chunk)
                     emit(TextDelta(run_id=run_id, text=chunk))
+                    meter.chars += len(chunk)
+                    if meter.chars >= meter.next_check:
+                        meter.check()
                     continue
                 if isinstance(chunk, ReasoningChunk):
-                    started = True
                     emit(ReasoningDelta(run_id=run_id, text=chunk.text))
+                    meter.chars += len(chunk.text)
                 elif isinstance(chunk, ToolCallFragment):
-                    started = True
+                    meter.chars += len(str(chunk.arguments or "")) + 1
                 acc.add(chunk)
+                if meter.chars >= meter.next_check:
+                    meter.check()
             if acc.finish_reason is None:
                 raise ProviderTransientError(
                     "the provider ended the stream without a finish reason "
                     "(the connection was probably cut)"
                 )
-            return acc
+            return acc, meter
+        except (BudgetReached, ResponseTooLargeError):
+            _keep_partial(host, run, acc, meter)
+            raise
         except ModelError as exc:
-            if started:
-                _keep_partial(host, run, acc)
+            if meter.chars:
+                _keep_partial(host, run, acc, meter)
                 raise StreamBrokenError(
                     f"The response broke off after part of it had arrived: {exc}. "
                     "The partial answer is kept; send another message to continue."
@@ -250,8 +320,8 @@ async def _stream(host: LoopHost, run: RunState, request: ModelRequest) -> Respo
             emit(Retrying(run_id=run_id, attempt=attempt, delay_s=delay, error=str(exc)))
             await asyncio.sleep(delay)
         except asyncio.CancelledError:
-            if started:
-                _keep_partial(host, run, acc)
+            if meter.chars:
+                _keep_partial(host, run, acc, meter)
             raise
         finally:
             aclose = getattr(stream, "aclose", None)
@@ -259,33 +329,33 @@ async def _stream(host: LoopHost, run: RunState, request: ModelRequest) -> Respo
                 await aclose()
 
 
-def _keep_partial(host: LoopHost, run: RunState, acc: ResponseAccumulator) -> None:
-    """Keep what was shown of a broken response (a response with no finish reason)."""
-    if not acc.text:
-        return
-    run.last_text = acc.text
-    host.emit(
-        ModelResponded(
-            run_id=run.ctx.run_id,
-            turn=run.ctx.turn,
-            text=acc.text,
-            reasoning=acc.reasoning,
-            tool_calls=(),
-            finish_reason=None,
-            message={"role": "assistant", "content": acc.text},
+def _keep_partial(host: LoopHost, run: RunState, acc: ResponseAccumulator, meter: _Meter) -> None:
+    """Keep what was shown of a response that did not complete (stopped, broken, over a
+    limit), and the usage it consumed (estimated when the provider did not report it)."""
+    if acc.text:
+        run.last_text = acc.text
+        host.emit(
+            ModelResponded(
+                run_id=run.ctx.run_id,
+                turn=run.ctx.turn,
+                text=acc.text,
+                reasoning=acc.reasoning,
+                tool_calls=(),
+                finish_reason=None,
+                message={"role": "assistant", "content": acc.text},
+            )
         )
-    )
+    _report_usage(host, run, acc, meter)
 
 
-def _report_usage(host: LoopHost, run: RunState, acc: ResponseAccumulator) -> None:
-    prompt = acc.usage.prompt_tokens if acc.usage else 0
-    completion = acc.usage.completion_tokens if acc.usage else 0
+def _report_usage(host: LoopHost, run: RunState, acc: ResponseAccumulator, meter: _Meter) -> None:
+    estimated = acc.usage is None
+    if acc.usage is not None:
+        prompt, completion = acc.usage.prompt_tokens, acc.usage.completion_tokens
+    else:
+        prompt, completion = meter.prompt_tokens, meter.completion_tokens
     recorded = acc.provenance.cost_usd if acc.provenance is not None else None
-    cost = (
-        recorded
-        if recorded is not None
-        else (host.model.cost(prompt, completion) if acc.usage else None)
-    )
+    cost = recorded if recorded is not None else host.model.cost(prompt, completion)
     usage = Usage(
         run_id=run.ctx.run_id,
         model=host.model.name,
@@ -294,6 +364,7 @@ def _report_usage(host: LoopHost, run: RunState, acc: ResponseAccumulator) -> No
         total_tokens=prompt + completion,
         cost_usd=cost or 0.0,
         cost_known=cost is not None,
+        estimated=estimated,
     )
     run.usage = run.usage.add(usage)
     host.emit(usage)

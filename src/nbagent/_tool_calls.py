@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._approvals import ApprovalGate, Decision
+from ._budget import Budget
 from ._redact import redact
 from .conversation import UsageTotals
 from .errors import RunInterrupted
@@ -55,6 +56,10 @@ class RunState:
     """The last response was replayed from a recording nobody trusted."""
     refused_replay: str | None = None
     """A replayed side-effecting call that was not allowed to run (the run stops)."""
+    budget: Budget | None = None
+    """This run's budget, in place of the session's (a cell's ``--max-cost``)."""
+    model_params: dict[str, Any] = field(default_factory=dict)
+    """This run's model parameters, over the session's (a cell's ``-p``)."""
 
 
 class ToolRunner:

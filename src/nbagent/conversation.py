@@ -211,6 +211,8 @@ class UsageTotals:
     cost_known: bool = True
     """False if any request's cost was unknown (then ``cost_usd`` is a lower bound)."""
     requests: int = 0
+    estimated: bool = False
+    """True if any request's usage was estimated (see ``Usage.estimated``)."""
 
     @property
     def total_tokens(self) -> int:
@@ -224,6 +226,7 @@ class UsageTotals:
             cost_usd=self.cost_usd + usage.cost_usd,
             cost_known=self.cost_known and usage.cost_known,
             requests=self.requests + 1,
+            estimated=self.estimated or usage.estimated,
         )
 
 

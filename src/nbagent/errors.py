@@ -28,9 +28,11 @@ The tree::
     └── ModelError                      the model provider failed
         ├── ProviderAuthError           401/403: key missing or rejected
         ├── ProviderRateLimitError      429 (retried before the first token)
-        ├── ProviderTransientError      5xx, timeouts, connection errors (retried)
+        ├── ProviderTransientError      5xx, connection errors, empty answers (retried)
+        │   └── ProviderTimeoutError    nothing arrived within the request timeout (not retried)
         ├── ProviderRequestError        the provider refused the request (400, 404, …)
         ├── StreamBrokenError           the stream broke after output was shown
+        ├── ResponseTooLargeError       one response passed max_response_chars (stopped)
         └── ReplayError                 no recording answers a request (--replay replay),
                                         or a recording cannot be read
 
@@ -172,12 +174,25 @@ class ProviderTransientError(ModelError):
     retryable = True
 
 
+class ProviderTimeoutError(ProviderTransientError):
+    """The provider sent nothing for the request's ``timeout`` seconds.
+
+    Not retried: the user chose how long to wait, and sending the request again to a
+    server that stalls would multiply that wait (four attempts of 120 s each)."""
+
+    retryable = False
+
+
 class ProviderRequestError(ModelError):
     """The provider refused the request itself; retrying will not help."""
 
 
 class StreamBrokenError(ModelError):
     """The response stream broke after part of the answer had arrived."""
+
+
+class ResponseTooLargeError(ModelError):
+    """One response grew past ``max_response_chars``: a runaway stream, stopped."""
 
 
 class ReplayError(ModelError):

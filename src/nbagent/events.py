@@ -64,6 +64,9 @@ class RunStarted:
     """True when the run continues an interrupted conversation (``prompt`` is empty)."""
     tools: tuple[str, ...] = ()
     """The names of the tools the run can call (a restored session finds them again)."""
+    params: dict[str, Any] = field(default_factory=dict)
+    """The model parameters of the run's requests (the session's, then the turn's own):
+    part of what produced its answers, and of their replay fingerprint."""
     at: float = field(default_factory=_now)
     """Wall-clock time (seconds since the epoch)."""
     kind: Literal["run_started"] = "run_started"
@@ -226,6 +229,10 @@ class Usage:
     """The cost from litellm's price map; 0 when unknown."""
     cost_known: bool
     """False when the model is not in the price map (``cost_usd`` is then 0)."""
+    estimated: bool = False
+    """True when the provider reported no usage for this request (it was stopped, broke
+    off, or never sends usage): the counts are estimated from the characters streamed
+    (about four per token), and a renderer shows them with "~"."""
     kind: Literal["usage"] = "usage"
 
 
@@ -298,6 +305,7 @@ Event = Annotated[
     Discriminator("kind"),
 ]
 """Any event of a run or of the session lifecycle."""
+
 
 @functools.cache
 def event_adapter() -> TypeAdapter[Event]:

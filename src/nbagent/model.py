@@ -15,14 +15,15 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ._redact import redact, register_secret
-from .errors import (
-    ModelError,
-    ProviderAuthError,
-    ProviderRateLimitError,
-    ProviderRequestError,
-    ProviderTransientError,
+from ._provider import (
+    import_litellm,
+    missing_key_error,
+    missing_key_names,
+    provider_error,
+    retry_after,
 )
+from ._redact import register_secret
+from .errors import ProviderRequestError, ProviderTransientError
 from .events import Provenance, ToolCall
 
 
@@ -35,7 +36,8 @@ class ModelRequest:
     tools: list[dict[str, Any]]
     """OpenAI-format tool declarations (empty for none)."""
     params: dict[str, Any] = field(default_factory=dict)
-    """Extra provider parameters (temperature, …)."""
+    """Model parameters sent with the request (temperature, top_p, max_tokens, seed,
+    reasoning_effort, …); part of the replay fingerprint."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,20 +228,36 @@ def assistant_message(text: str, calls: list[ToolCall]) -> dict[str, Any]:
     return message
 
 
-def import_litellm() -> Any:
-    """Import litellm offline and quietly (its price map from the package, no network)."""
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    import litellm
+NO_KEY = "nbagent-no-key"
+"""The key sent to a server given by ``api_base`` when no key is set: litellm's
+OpenAI-compatible path needs some string, and a local server (llama.cpp, vLLM, Ollama,
+LM Studio) ignores it."""
 
-    litellm.suppress_debug_info = True
-    return litellm
+_STREAM_TYPES = ("event-stream", "ndjson", "x-ndjson", "json-seq")
+
+__all__ = [
+    "NO_KEY",
+    "LiteLLMModel",
+    "Model",
+    "ModelChunk",
+    "ModelRequest",
+    "ResponseAccumulator",
+    "import_litellm",
+    "provider_error",
+    "retry_after",
+]
 
 
 class LiteLLMModel:
     """Any litellm model (``provider/model``), streamed through ``litellm.acompletion``.
 
-    ``api_key`` is kept out of ``repr`` and redacted from every message. ``timeout`` bounds
-    each wait on the provider, including a stream that stalls.
+    The key comes from ``api_key``, else from the variable ``api_key_env`` names (read at
+    request time), else from the provider's own variable (``OPENAI_API_KEY``, …). Before
+    the first request a missing key fails at once with one line, no request and no retry;
+    a server given by ``api_base`` needs no key. Keys stay out of ``repr`` and are
+    redacted from every message. ``timeout`` bounds each wait on the provider, including
+    a stream that stalls; ``params`` go with every request (see also
+    ``ModelRequest.params``).
     """
 
     def __init__(
@@ -248,13 +266,17 @@ class LiteLLMModel:
         *,
         api_base: str | None = None,
         api_key: str | None = None,
+        api_key_env: str | None = None,
         timeout: float = 120.0,
         params: dict[str, Any] | None = None,
     ) -> None:
+        if timeout <= 0:
+            raise ValueError("timeout must be a positive number of seconds")
         self._name = name
         self.api_base = api_base
         self._api_key = api_key
         register_secret(api_key)
+        self.api_key_env = api_key_env
         self.timeout = timeout
         self.params = dict(params or {})
 
@@ -264,7 +286,8 @@ class LiteLLMModel:
 
     def __repr__(self) -> str:
         base = f", api_base={self.api_base!r}" if self.api_base else ""
-        return f"LiteLLMModel({self._name!r}{base})"
+        env = f", api_key_env={self.api_key_env!r}" if self.api_key_env else ""
+        return f"LiteLLMModel({self._name!r}{base}{env})"
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
         litellm = import_litellm()
@@ -276,8 +299,27 @@ class LiteLLMModel:
             return None
         return float(prompt_cost) + float(completion_cost)
 
+    def credentials(self) -> tuple[str | None, str]:
+        """The key for the next request and where it came from (for messages; never the
+        key itself). Raises ``ProviderAuthError`` when a needed key is not set."""
+        if self._api_key:
+            return self._api_key, "the key was given in code (api_key=)"
+        if self.api_key_env:
+            value = os.environ.get(self.api_key_env, "").strip()
+            if not value:
+                raise missing_key_error([self.api_key_env])
+            register_secret(value)
+            return value, self.api_key_env
+        missing = missing_key_names(self._name)
+        if not missing:
+            return None, ""
+        if self.api_base:
+            return NO_KEY, f"no key was sent ({' and '.join(missing)} not set)"
+        raise missing_key_error(missing)
+
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
         litellm = import_litellm()
+        key, source = self.credentials()
         kwargs: dict[str, Any] = {
             **self.params,
             **request.params,
@@ -294,20 +336,42 @@ class LiteLLMModel:
             kwargs["tools"] = request.tools
         if self.api_base:
             kwargs["api_base"] = self.api_base
-        if self._api_key:
-            kwargs["api_key"] = self._api_key
+        if key:
+            kwargs["api_key"] = key
         try:
             response = await litellm.acompletion(**kwargs)
         except Exception as exc:
-            raise provider_error(exc, self._name) from None
+            raise provider_error(exc, self._name, key_source=source or None) from None
         try:
+            self._check_stream(response)
+            answered = False
             async for chunk in response:
                 for item in _translate(chunk):
+                    answered = answered or not isinstance(item, FinishChunk)
                     yield item
+            if not answered:
+                raise ProviderTransientError(
+                    f"{self._name} answered with an empty response (no text, no tool call, "
+                    "no usage)"
+                )
         except Exception as exc:
-            raise provider_error(exc, self._name) from None
+            raise provider_error(exc, self._name, key_source=source or None) from None
         finally:
             await response.aclose()
+
+    def _check_stream(self, response: Any) -> None:
+        """Refuse a 200 answer that is not a stream (an HTML page, a whole JSON body):
+        litellm would turn it into an empty, "completed" answer."""
+        hidden = getattr(response, "_hidden_params", None) or {}
+        headers = hidden.get("additional_headers") or {} if isinstance(hidden, dict) else {}
+        kind = str(headers.get("llm_provider-content-type") or "").lower()
+        if kind and not any(t in kind for t in _STREAM_TYPES):
+            where = self.api_base or "the provider"
+            raise ProviderRequestError(
+                f"{where} answered {self._name} with {kind.split(';')[0]}, not a stream: "
+                "check that api_base is the API's base URL (an OpenAI-compatible one "
+                "usually ends in /v1)"
+            )
 
 
 def _translate(chunk: Any) -> list[ModelChunk]:
@@ -339,64 +403,3 @@ def _translate(chunk: Any) -> list[ModelChunk]:
     if usage is not None and getattr(usage, "total_tokens", None):
         items.append(UsageChunk(int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0)))
     return items
-
-
-def _missing_key_hint(model: str) -> str:
-    try:
-        missing = import_litellm().validate_environment(model).get("missing_keys") or []
-    except Exception:
-        missing = []
-    if missing:
-        names = " or ".join(missing)
-        return f"Set {names} in the kernel's environment (or pass api_key=) and run again."
-    return "Check that the API key for this provider is valid and has access to the model."
-
-
-def provider_error(exc: BaseException, model: str) -> ModelError:
-    """Map a litellm / OpenAI / transport exception onto our error tree (redacted)."""
-    if isinstance(exc, ModelError):
-        return exc
-    status = getattr(exc, "status_code", None)
-    name = type(exc).__name__
-    detail = redact(str(exc)).strip().splitlines()[0][:500] if str(exc).strip() else name
-    retry_after = _retry_after(exc)
-    if status in (401, 403) or name in ("AuthenticationError", "PermissionDeniedError"):
-        return ProviderAuthError(
-            f"The provider refused the credentials for {model} ({status or name}). "
-            + _missing_key_hint(model)
-        )
-    if status == 429 or name == "RateLimitError":
-        return ProviderRateLimitError(
-            f"The provider is rate-limiting requests for {model}: {detail}",
-            retry_after=retry_after,
-        )
-    transient_names = (
-        "InternalServerError",
-        "ServiceUnavailableError",
-        "APIConnectionError",
-        "Timeout",
-        "APITimeoutError",
-        "MidStreamFallbackError",
-        "BadGatewayError",
-    )
-    if (
-        (isinstance(status, int) and status >= 500)
-        or name in transient_names
-        or isinstance(exc, (ConnectionError, TimeoutError))
-    ):
-        return ProviderTransientError(
-            f"The provider failed for {model} ({name}): {detail}", retry_after=retry_after
-        )
-    return ProviderRequestError(f"The provider refused the request for {model} ({name}): {detail}")
-
-
-def _retry_after(exc: BaseException) -> float | None:
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None)
-    if not headers:
-        return None
-    value = headers.get("retry-after")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None

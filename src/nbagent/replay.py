@@ -327,7 +327,15 @@ class ReplayModel:
         return self.inner.cost(prompt_tokens, completion_tokens)
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
-        key = RequestKey.of(self.name, request)
+        # The wrapped model's own parameters change its answers too: they are part of
+        # the fingerprint, as the request's are.
+        inner_params = getattr(self.inner, "params", None)
+        keyed = (
+            ModelRequest(request.messages, request.tools, {**inner_params, **request.params})
+            if isinstance(inner_params, dict) and inner_params
+            else request
+        )
+        key = RequestKey.of(self.name, keyed)
         if self.mode in ("auto", "replay"):
             hit = self.book.get(key.fingerprint)
             if hit is not None:

@@ -23,9 +23,10 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Any, Literal, Protocol, cast
 
 from ._approvals import ApprovalGate, Decision
+from ._budget import Budget
 from ._fanout import EventHub, Subscription
 from ._inbox import Cancel, Close, Command, Decide, RunDone, RunHandle, Steer, Turn
-from ._loop import Budget, RetryPolicy, RunOutcome, RunResult, run_loop
+from ._loop import RetryPolicy, RunOutcome, RunResult, run_loop
 from ._tool_calls import RunState, ToolCallRecord, ToolRunner
 from .approval import AllowRule, ApprovalMode, ApprovalPolicy
 from .conversation import Conversation, UsageTotals, as_chat
@@ -44,6 +45,7 @@ from .model import LiteLLMModel, Model
 from .tools import DEFAULT_MAX_RESULT_CHARS, Tool, ToolLike, resolve_tools
 
 __all__ = [
+    "DEFAULT_MAX_RESPONSE_CHARS",
     "DEFAULT_MODEL",
     "Budget",
     "EventSink",
@@ -57,6 +59,8 @@ __all__ = [
 ]
 
 DEFAULT_MODEL = "openai/gpt-4o-mini"
+DEFAULT_MAX_RESPONSE_CHARS = 1_000_000
+"""The size cap of one model response, in characters (a runaway stream ends there)."""
 
 
 class SessionState(enum.Enum):
@@ -105,6 +109,11 @@ class Session:
     deny proposed tool calls with :meth:`approve` / :meth:`deny`, stop with
     :meth:`cancel`, add guidance mid-run with :meth:`steer`. The conversation carries on
     across runs until :meth:`aclose` (or the end of ``async with``).
+
+    A model given by name is a :class:`~nbagent.model.LiteLLMModel` with ``api_base``,
+    ``api_key`` or ``api_key_env`` (the variable to read the key from) and ``timeout``
+    (seconds to wait for the provider). ``model_params`` go with every request of any
+    model; ``budget`` and ``max_response_chars`` are enforced while answers stream.
     """
 
     def __init__(
@@ -120,7 +129,10 @@ class Session:
         hooks: Iterable[Hooks] = (),
         api_base: str | None = None,
         api_key: str | None = None,
+        api_key_env: str | None = None,
+        timeout: float | None = None,
         model_params: dict[str, Any] | None = None,
+        max_response_chars: int = DEFAULT_MAX_RESPONSE_CHARS,
         max_parallel_tools: int = 4,
         max_result_chars: int = DEFAULT_MAX_RESULT_CHARS,
         session_id: str | None = None,
@@ -131,16 +143,27 @@ class Session:
             raise ValueError("max_turns must be at least 1")
         if max_parallel_tools < 1:
             raise ValueError("max_parallel_tools must be at least 1")
+        if max_response_chars < 1:
+            raise ValueError("max_response_chars must be at least 1")
         if isinstance(model, str):
-            model = LiteLLMModel(model, api_base=api_base, api_key=api_key, params=model_params)
-        elif api_base or api_key or model_params:
-            raise ValueError("api_base, api_key and model_params apply to a model given by name")
+            connection: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
+            model = LiteLLMModel(
+                model, api_base=api_base, api_key=api_key, api_key_env=api_key_env, **connection
+            )
+        elif api_base or api_key or api_key_env or timeout is not None:
+            raise ValueError(
+                "api_base, api_key, api_key_env and timeout apply to a model given by name"
+            )
         self.id = session_id or uuid.uuid4().hex
         self.model: Model = model
         self.tools: dict[str, Tool] = resolve_tools(tools)
         self.policy = ApprovalPolicy(mode=approval)
         self.system = system
         self.max_turns = max_turns
+        self.model_params: dict[str, Any] = dict(model_params or {})
+        """Sent with every model request (temperature, top_p, max_tokens, seed,
+        reasoning_effort, …) and part of the replay fingerprint."""
+        self.max_response_chars = max_response_chars
         self.budget = budget or Budget()
         self.retry = retry or RetryPolicy()
         self.hooks: list[Hooks] = list(hooks)
@@ -227,13 +250,22 @@ class Session:
 
     # -- turns ----------------------------------------------------------------------------
 
-    def submit(self, prompt: str, *, tag: str | None = None) -> RunHandle:
+    def submit(
+        self,
+        prompt: str,
+        *,
+        tag: str | None = None,
+        budget: Budget | None = None,
+        model_params: dict[str, Any] | None = None,
+    ) -> RunHandle:
         """Queue a user turn; it runs when the turns before it have finished.
 
         ``tag`` is an opaque label carried by ``RunStarted`` (the notebook passes the id
-        of the cell the turn came from).
+        of the cell the turn came from). ``budget`` replaces the session's budget for this
+        turn; ``model_params`` are merged over the session's for its requests (a cell's
+        own options, which must not leak into the turns queued around it).
         """
-        return self._submit(prompt, tag)
+        return self._submit(prompt, tag, budget, model_params)
 
     def resume(self, *, tag: str | None = None) -> RunHandle | None:
         """Continue an interrupted conversation, or return None if nothing is unfinished.
@@ -246,10 +278,17 @@ class Session:
             return None
         return self._submit(None, tag)
 
-    def _submit(self, prompt: str | None, tag: str | None) -> RunHandle:
+    def _submit(
+        self,
+        prompt: str | None,
+        tag: str | None,
+        budget: Budget | None = None,
+        model_params: dict[str, Any] | None = None,
+    ) -> RunHandle:
         self._check_open("start a turn")
         loop = self._ensure_actor()
-        turn = Turn(uuid.uuid4().hex, prompt, loop.create_future(), tag)
+        params = dict(model_params or {})
+        turn = Turn(uuid.uuid4().hex, prompt, loop.create_future(), tag, budget, params)
         self._outstanding += 1
         self._send(turn)
         return RunHandle(turn.run_id, prompt, turn.future, self.cancel)
@@ -485,7 +524,11 @@ class Session:
     # -- one run --------------------------------------------------------------------------
 
     async def _run_turn(self, turn: Turn) -> None:
-        run = RunState(RunContext(session=self, run_id=turn.run_id, prompt=turn.prompt or ""))
+        run = RunState(
+            RunContext(session=self, run_id=turn.run_id, prompt=turn.prompt or ""),
+            budget=turn.budget,
+            model_params=turn.model_params,
+        )
         outcome = RunOutcome("failed", "The run ended before it started.")
         try:
             self.emit(
@@ -497,6 +540,7 @@ class Session:
                     tag=turn.tag,
                     resumed=turn.prompt is None,
                     tools=tuple(self.tools),
+                    params={**self.model_params, **turn.model_params},
                 )
             )
             outcome = await run_loop(self, run, resumed=turn.prompt is None)

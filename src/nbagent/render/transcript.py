@@ -95,11 +95,17 @@ class TextBlock:
 Block = TextBlock | ToolCard
 
 
-def format_cost(cost: float, known: bool) -> str:
+def format_cost(cost: float, known: bool, *, estimated: bool = False) -> str:
+    """``$0.0123``; ``<$0.0001`` for a cost that four decimals would round to zero (never
+    a false ``$0.0000``); ``~`` before an estimate, ``≥`` before a lower bound."""
     if not known and cost == 0:
         return "cost unknown"
     text = f"${cost:.4f}" if cost < 1 else f"${cost:,.2f}"
-    return text if known else f"≥ {text}"
+    if 0 < cost < 0.00005:  # would show as $0.0000
+        text = "<$0.0001"
+    if not known:
+        return f"≥ {text}"
+    return f"~{text}" if estimated else text
 
 
 class Transcript:

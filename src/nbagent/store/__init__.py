@@ -92,6 +92,7 @@ def restore_session(
     model: str | Model | None = None,
     default_model: str = DEFAULT_MODEL,
     titles: bool = False,
+    aux_model: Model | None = None,
     **session_options: Any,
 ) -> tuple[Session, SessionRecorder, LogState]:
     """Open (or create) session ``name`` from its log and record it from now on.
@@ -99,7 +100,8 @@ def restore_session(
     The conversation, usage and run count come back as they were; a run the kernel lost
     is ready to continue with ``session.resume()`` (pending approvals are asked again,
     finished tool calls never run again). ``model`` defaults to the one the log used,
-    then to ``default_model``.
+    then to ``default_model``. ``titles`` gives the log a title after the first run (from
+    the prompt's words, or from ``aux_model`` when one is given).
     """
     log = store.open(name)
     try:
@@ -110,7 +112,7 @@ def restore_session(
             conversation=state.conversation,
             **session_options,
         )
-        recorder = attach(session, log, titles=titles)
+        recorder = attach(session, log, titles=titles, aux_model=aux_model)
     except BaseException:
         log.close()
         raise

@@ -6,6 +6,10 @@ are written as they happen, with checkpoints at the run's baseline (the user mes
 in), after each model response, after each tool result, on error and at the end. Streamed
 deltas are buffered and written by a timer armed on the first buffered delta, never per
 token: a killed kernel loses at most one timer period of text.
+
+Titles (``titles=True``): after the first completed run the log gets a title made from
+the first prompt's words, with no model request. Only an auxiliary model given as
+``aux_model`` is asked for a title (in the background); the session's own model never is.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from ..events import (
     TextDelta,
     ToolFinished,
 )
-from ..model import ModelRequest
+from ..model import Model, ModelRequest
 from ..session import Session
 from ._log import SessionLog
 from ._records import EventRecord, LogRecord
@@ -37,12 +41,14 @@ class SessionRecorder:
 
     def __init__(
         self, session: Session, log: SessionLog, *, flush_interval: float = 0.25,
-        titles: bool = False,
+        titles: bool = False, aux_model: Model | None = None,
     ) -> None:  # fmt: skip
         self.session = session
         self.log = log
         self.flush_interval = flush_interval
         self.titles = titles
+        self.aux_model = aux_model
+        """The only model a title is ever requested from (None: the prompt's words)."""
         self._deltas: list[_Delta] = []
         self._timer: asyncio.TimerHandle | None = None
         self._title_task: asyncio.Task[None] | None = None
@@ -143,11 +149,15 @@ class SessionRecorder:
     def _start_title(self) -> None:
         messages = self.session.messages
         prompt = next((str(m.get("content")) for m in messages if m.get("role") == "user"), "")
+        if self.aux_model is None:
+            if title := title_from_words(prompt):
+                self.log.meta(title=title)
+            return
         self._title_task = asyncio.get_running_loop().create_task(
-            self._make_title(prompt), name=f"nbagent-title-{self.session.id[:8]}"
+            self._make_title(self.aux_model, prompt), name=f"nbagent-title-{self.session.id[:8]}"
         )
 
-    async def _make_title(self, prompt: str) -> None:
+    async def _make_title(self, model: Model, prompt: str) -> None:
         request = ModelRequest(
             messages=[
                 {"role": "system", "content": "Reply with a title of at most six words."},
@@ -156,7 +166,7 @@ class SessionRecorder:
             tools=[],
         )
         parts: list[str] = []
-        stream = self.session.model.stream(request)
+        stream = model.stream(request)
         try:
             async for chunk in stream:
                 if isinstance(chunk, str):
@@ -192,6 +202,16 @@ class SessionRecorder:
                 self.flush(fsync=True)
         self._disarm()
         self.log.close()
+
+
+def title_from_words(prompt: str, *, words: int = 8, chars: int = 60) -> str:
+    """A title from the first words of ``prompt`` (no model request)."""
+    text = " ".join(prompt.split()[:words])
+    if len(text) > chars:
+        text = text[:chars].rsplit(" ", 1)[0] or text[:chars]
+    shortened = text != " ".join(prompt.split())
+    text = text.strip(" .,;:")
+    return text + "…" if shortened and text else text
 
 
 def attach(session: Session, log: SessionLog, **options: object) -> SessionRecorder:

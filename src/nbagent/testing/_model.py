@@ -8,6 +8,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
+from ..errors import ProviderRequestError
 from ..model import (
     FinishChunk,
     ModelChunk,
@@ -85,6 +86,10 @@ class ScriptedModel:
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
         self.requests.append(copy.deepcopy(request))
         reply = self._next(request.messages)
+        if reply.body is not None:
+            raise ProviderRequestError(
+                f"{self._name} answered with {reply.content_type}, not a stream (a raw body)"
+            )
         if reply.status is not None:
             raise provider_error(
                 _StatusError(reply.status, reply.error_message, reply.retry_after), self._name

@@ -63,6 +63,11 @@ class Reply:
     stall_after: int | None = None
     """Stop sending after this many deltas for ``stall_seconds``."""
     stall_seconds: float = 30.0
+    body: str | None = None
+    """Answer with this body verbatim (status ``status`` or 200, type ``content_type``)
+    instead of a stream: a misconfigured server's HTML page, a whole JSON completion, an
+    empty body. Served by :class:`ScriptedServer` only."""
+    content_type: str = "text/html"
     when: str | None = None
     """Answer only a request whose last user message contains this text; the first reply
     in the script that fits the request answers it. Sessions that run concurrently
@@ -112,6 +117,11 @@ def http_error(
 ) -> Reply:
     """An HTTP error response (429, 500, 401, …) instead of a stream."""
     return Reply(status=status, error_message=message, retry_after=retry_after)
+
+
+def raw(body: str, *, content_type: str = "text/html", status: int | None = None) -> Reply:
+    """A response that is not a stream: ``body`` as is (an HTML page, a JSON document)."""
+    return Reply(body=body, content_type=content_type, status=status)
 
 
 def cut(after: int, text: str = "This answer will be cut off in the middle of a sentence") -> Reply:

@@ -1,6 +1,8 @@
-"""A scripted OpenAI-compatible chat server on 127.0.0.1: real HTTP, real SSE chunks.
+"""A scripted chat server on 127.0.0.1: real HTTP, real SSE / NDJSON chunks.
 
-It answers ``POST …/chat/completions`` with the next scripted :class:`Reply` (the first
+It speaks three wire formats, chosen by the request's path (see ``_wire.py``): OpenAI's
+``POST …/chat/completions``, Anthropic's ``POST /v1/messages`` and Ollama's native
+``POST /api/chat``. Each request gets the next scripted :class:`Reply` (the first
 that fits the request, see :attr:`Reply.when`): streamed
 (chunked transfer, one SSE event per delta, a usage chunk, ``[DONE]``) or whole, and
 injects the reply's faults for real: HTTP error statuses, a connection cut mid-stream
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 import threading
 import time
 from collections import deque
@@ -19,14 +22,16 @@ from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from ._script import Reply, estimate_usage, last_user_text, say, stream_deltas, take_reply
+from ._script import Reply, estimate_usage, last_user_text, say, take_reply
+from ._wire import content_type, error_body, frames, protocol_of
 
 
 class ScriptedServer:
     """Serve scripted replies over HTTP. Use as a context manager or ``start``/``stop``.
 
-    ``url`` is the base URL to pass as ``api_base`` (it ends in ``/v1``). ``requests``
-    holds every request body received, in order.
+    ``url`` is the base URL to pass as ``api_base`` for ``openai/…`` models (it ends in
+    ``/v1``); ``root`` (no path) is the one for ``anthropic/…`` and ``ollama_chat/…``
+    models. ``requests`` holds every request body received, in order.
     """
 
     def __init__(self, replies: Iterable[Reply] = (), *, echo: bool = False, port: int = 0) -> None:
@@ -35,7 +40,11 @@ class ScriptedServer:
         self._stopping = threading.Event()
         self.echo = echo
         self.requests: list[dict[str, Any]] = []
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
+        self.headers: list[dict[str, str]] = []
+        """The headers of every request, in order (lower-case names)."""
+        self.paths: list[str] = []
+        """The path of every request, in order (which protocol it spoke)."""
+        self._httpd = _QuietServer(("127.0.0.1", port), _Handler)
         self._httpd.daemon_threads = True
         self._httpd.scripted = self  # type: ignore[attr-defined]
         self._thread: threading.Thread | None = None
@@ -47,6 +56,10 @@ class ScriptedServer:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def root(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     def add(self, *replies: Reply) -> None:
         with self._lock:
@@ -83,11 +96,13 @@ class ScriptedServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _next(self, body: dict[str, Any]) -> Reply | str:
+    def _next(self, body: dict[str, Any], headers: dict[str, str], path: str) -> Reply | str:
         """The reply to a request, or why there is none."""
         messages = body.get("messages", [])
         with self._lock:
             self.requests.append(body)
+            self.headers.append(headers)
+            self.paths.append(path)
             reply = take_reply(self._replies, messages)
             left = len(self._replies)
         if reply is not None:
@@ -100,6 +115,14 @@ class ScriptedServer:
                 f"(its last user message: {last_user_text(messages)[:200]!r})"
             )
         return "the scripted server has no reply left"
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up (a stream stopped at a budget, a refused answer) is
+        # normal here; anything else is reported as usual.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -126,33 +149,39 @@ class _Handler(BaseHTTPRequestHandler):
         except json.JSONDecodeError:
             self._json(400, {"error": {"message": "the body is not JSON", "type": "invalid"}})
             return
-        if not self.path.rstrip("/").endswith("/chat/completions"):
+        protocol = protocol_of(self.path)
+        if protocol is None:
             self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
             return
-        reply = self.scripted._next(body)
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        reply = self.scripted._next(body, headers, self.path)
         if isinstance(reply, str):
-            self._json(500, {"error": {"message": reply, "type": "server_error"}})
+            self._json(500, error_body(protocol, 500, reply))
+            return
+        if reply.body is not None:
+            self._raw(reply.status or 200, reply.body.encode(), reply.content_type)
             return
         if reply.status is not None:
             headers = (
                 {"Retry-After": f"{reply.retry_after:g}"} if reply.retry_after is not None else {}
             )
             self._json(
-                reply.status,
-                {
-                    "error": {
-                        "message": reply.error_message,
-                        "type": "scripted",
-                        "code": reply.status,
-                    }
-                },
-                headers,
+                reply.status, error_body(protocol, reply.status, reply.error_message), headers
             )
             return
-        if body.get("stream"):
-            self._stream(body, reply)
-        else:
+        if body.get("stream") or (protocol == "ollama" and body.get("stream") is not False):
+            self._stream(frames(protocol, reply, body), reply, content_type(protocol))
+        elif protocol == "openai":
             self._whole(body, reply)
+        else:
+            self._json(400, error_body(protocol, 400, "the scripted server only streams"))
+
+    def _raw(self, status: int, data: bytes, kind: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
     def _json(
         self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
@@ -170,22 +199,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.wfile.flush()
 
-    def _event(self, payload: dict[str, Any]) -> None:
-        self._chunk(b"data: " + json.dumps(payload).encode() + b"\n\n")
-
-    def _stream(self, body: dict[str, Any], reply: Reply) -> None:
+    def _stream(self, parts: list[bytes], reply: Reply, kind: str) -> None:
+        """Send ``parts`` as a chunked stream, with the reply's cut or stall after
+        ``cut_after`` / ``stall_after`` parts."""
         self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Content-Type", kind)
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        base = {
-            "id": f"chatcmpl-scripted-{id(reply):x}",
-            "object": "chat.completion.chunk",
-            "created": int(time.time()),
-            "model": body.get("model", "scripted"),
-        }
-        for count, delta in enumerate(stream_deltas(reply)):
+        for count, part in enumerate(parts):
             if reply.cut_after is not None and count >= reply.cut_after:
                 self.wfile.flush()
                 self.connection.shutdown(socket.SHUT_RDWR)
@@ -193,24 +215,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if reply.stall_after is not None and count == reply.stall_after:
                 self.scripted._stopping.wait(reply.stall_seconds)
-            finish = delta.pop("finish_reason", None)
-            self._event(
-                {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-            )
-        if (body.get("stream_options") or {}).get("include_usage"):
-            prompt, completion = estimate_usage(reply, body.get("messages", []))
-            self._event(
-                {
-                    **base,
-                    "choices": [],
-                    "usage": {
-                        "prompt_tokens": prompt,
-                        "completion_tokens": completion,
-                        "total_tokens": prompt + completion,
-                    },
-                }
-            )
-        self._chunk(b"data: [DONE]\n\n")
+            self._chunk(part)
         self._chunk(b"")
 
     def _whole(self, body: dict[str, Any], reply: Reply) -> None:
