@@ -75,6 +75,10 @@ def test_a_cell_becomes_a_top_level_await(shell: InteractiveShell) -> None:
         ("%agent fork x --at", "usage: %agent fork NEW [--at CHECKPOINT]"),
         ("%agent code some", "usage: %agent code [all]"),
         ("%agent history nobody", "no session named 'nobody'"),
+        ("%%agent -p temperature\nhi", "-p/--param takes KEY=VALUE"),
+        ("%%agent --max-tokens 0\nhi", "--max-cost and --max-tokens must be positive"),
+        ("%%agent --timeout -1\nhi", "--timeout must be a positive number"),
+        ("%%agent --effort extreme\nhi", "invalid choice: 'extreme'"),
     ],
 )
 def test_bad_input_is_a_one_line_usage_error(
@@ -180,7 +184,16 @@ def test_doctor_names_the_key_variable_but_never_its_value(
     assert "model" in report and "provider openai" in report
     monkeypatch.delenv("OPENAI_API_KEY")
     report = shell.run_line_magic("agent", "doctor").to_plain()
-    assert "FAIL" in report and "OPENAI_API_KEY" in report
+    assert "FAIL" in report and "OPENAI_API_KEY is not set" in report
+    shell.run_line_magic("config", "NBAgent.api_key_env = 'TEAM_LLM_KEY'")
+    try:
+        report = shell.run_line_magic("agent", "doctor").to_plain()
+        assert "FAIL" in report and "TEAM_LLM_KEY is not set" in report
+        monkeypatch.setenv("TEAM_LLM_KEY", "sk-team-key-0123456789")
+        report = shell.run_line_magic("agent", "doctor").to_plain()
+        assert "read from TEAM_LLM_KEY" in report and "sk-team-key" not in report
+    finally:
+        shell.run_line_magic("config", "NBAgent.api_key_env = None")
 
 
 def test_load_ext_imports_neither_litellm_nor_the_widget() -> None:
@@ -192,3 +205,50 @@ def test_load_ext_imports_neither_litellm_nor_the_widget() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_parameters_reach_the_request_of_this_cell_only(
+    shell: InteractiveShell, server: ScriptedServer
+) -> None:
+    server.add(say("cool"), say("default"))
+    run(shell, f"%%agent --api-base {server.url} -p temperature=0.2 -p seed=7 -p stop=END\nhi")
+    first = server.requests[0]
+    assert (first["temperature"], first["seed"], first["stop"]) == (0.2, 7, "END")
+    run(shell, f"%%agent --api-base {server.url}\nagain")
+    assert "temperature" not in server.requests[1] and "seed" not in server.requests[1]
+
+
+def test_effort_reaches_a_reasoning_model_and_is_refused_in_one_line_elsewhere(
+    shell: InteractiveShell, server: ScriptedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server.add(say("thought"))
+    run(shell, f"%%agent --model openai/o4-mini --api-base {server.url} --effort low\nhi")
+    assert server.requests[0]["reasoning_effort"] == "low"
+    result = shell.run_cell(f"%%agent -s other --api-base {server.url} --effort high\nhi")
+    assert isinstance(result.error_in_exec, nbagent.RunFailed)
+    assert "does not support parameters: ['reasoning_effort']" in str(result.error_in_exec)
+    assert len(server.requests) == 1  # refused before any request
+
+
+def test_a_token_budget_stops_a_long_answer_while_it_streams(
+    shell: InteractiveShell, server: ScriptedServer
+) -> None:
+    server.add(say(" ".join(f"word{i}" for i in range(3_000))))
+    shell.run_line_magic("config", "NBAgent.fail_headless = False")
+    try:
+        result = run(shell, f"%%agent --api-base {server.url} --max-tokens 50\ntalk a lot")
+    finally:
+        shell.run_line_magic("config", "NBAgent.fail_headless = True")
+    assert result.status == "budget_exceeded"  # type: ignore[attr-defined]
+    assert 0 < len(result.text) < 2_000  # type: ignore[attr-defined]
+
+
+def test_the_key_comes_from_the_variable_named_and_never_shows(
+    shell: InteractiveShell, server: ScriptedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEAM_LLM_KEY", "sk-team-key-0123456789")
+    server.add(say("hello"))
+    result = run(shell, f"%%agent --api-base {server.url} --api-key-env TEAM_LLM_KEY\nhi")
+    assert result.text == "hello"  # type: ignore[attr-defined]
+    assert server.headers[0]["authorization"] == "Bearer sk-team-key-0123456789"
+    assert "sk-team-key" not in repr(result.transcript.mimebundle())  # type: ignore[attr-defined]

@@ -36,6 +36,7 @@ ENV = {
     "mode": "NBAGENT_MODE",
     "replay": "NBAGENT_REPLAY",
     "trust": "NBAGENT_TRUST",
+    "api_key_env": "NBAGENT_API_KEY_ENV",
 }
 """Setting name → environment variable that supplies it when not configured."""
 
@@ -109,6 +110,23 @@ class NBAgent(Configurable):
         default_value=[],
         help="Tools (names or globs) whose recorded results replay instead of running again.",
     ).tag(config=True)
+    api_key_env = Unicode(
+        None,
+        allow_none=True,
+        help="The environment variable to read the model's API key from (the key itself "
+        "never enters the notebook). Env: NBAGENT_API_KEY_ENV.",
+    ).tag(config=True)
+    timeout = Float(
+        None,
+        allow_none=True,
+        help="Seconds a model request may take before its first token (and between tokens).",
+    ).tag(config=True)
+    max_cost = Float(
+        None, allow_none=True, help="Budget of one run in USD, enforced while it streams."
+    ).tag(config=True)
+    max_tokens = Int(
+        None, allow_none=True, help="Budget of one run in tokens, enforced while it streams."
+    ).tag(config=True)
     titles = Bool(
         True,
         help="After the first exchange of an interactive session, ask the model for a short "
@@ -136,6 +154,10 @@ class Settings:
     replay: ReplayMode
     trust: bool
     recorded_tools: list[str]
+    api_key_env: str | None = None
+    timeout: float | None = None
+    max_cost: float | None = None
+    max_tokens: int | None = None
 
 
 def _pick(config: NBAgent | None, name: str) -> Any:
@@ -174,7 +196,17 @@ def resolve(config: NBAgent | None = None) -> Settings:
         replay=cast(ReplayMode, replay),
         trust=_truthy(_pick(config, "trust")),
         recorded_tools=list(defaults.recorded_tools),
+        api_key_env=_pick(config, "api_key_env"),
+        timeout=_positive(defaults.timeout, "timeout"),
+        max_cost=_positive(defaults.max_cost, "max_cost"),
+        max_tokens=_positive(defaults.max_tokens, "max_tokens"),
     )
+
+
+def _positive(value: Any, name: str) -> Any:
+    if value is not None and value <= 0:
+        raise SettingError(f"NBAgent.{name} must be a positive number, not {value!r}")
+    return value
 
 
 def _truthy(value: Any) -> bool:

@@ -19,7 +19,7 @@ from ..events import ApprovalRequested, ModelResponded, Provenance, RunFinished
 from ..model import LiteLLMModel, import_litellm
 from ..render import MimeBundle, Transcript
 from ..replay import ReplayModel
-from ..session import RunHandle, RunResult, Session, ToolCallRecord, UsageTotals
+from ..session import Budget, RunHandle, RunResult, Session, ToolCallRecord, UsageTotals
 from . import recordings
 from .frontend import RunMode
 from .registry import KernelRegistry
@@ -34,8 +34,6 @@ HEADLESS_DENIAL = (
     "nobody can click Approve in a headless run (nbclient, nbval, papermill); "
     "choose a policy with --approve all|readonly|none or %config NBAgent.approve"
 )
-
-
 
 
 class AgentResult:
@@ -113,6 +111,8 @@ class CellRun:
         shown_prompt: str | None = None,
         tag: str | None = None,
         resume: bool = False,
+        budget: Budget | None = None,
+        model_params: dict[str, Any] | None = None,
     ) -> None:
         self.registry = registry
         self.name = name
@@ -121,6 +121,10 @@ class CellRun:
         """What the model receives (``{name}`` summaries and context included)."""
         self.tag = tag
         self.resume = resume
+        self.budget = budget
+        """This turn's budget (``--max-cost``, ``--max-tokens``), else the session's."""
+        self.model_params = model_params
+        """This turn's model parameters (``-p``, ``--effort``), over the session's."""
         self.mode = mode
         self.fail_on_error = fail_on_error
         self.transcript = Transcript(
@@ -193,7 +197,9 @@ class CellRun:
                     return None
                 run = resumed
             else:
-                run = self.session.submit(self.prompt, tag=self.tag)
+                run = self.session.submit(
+                    self.prompt, tag=self.tag, budget=self.budget, model_params=self.model_params
+                )
         except BaseException:
             events.close()
             self._close_view()

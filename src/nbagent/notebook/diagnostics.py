@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.error import UsageError
 
 from .. import config
-from ..errors import McpError, SettingError
+from ..errors import McpError, ProviderAuthError, SettingError
 from ..render import Table
 from ..tools import REGISTRY
 from .frontend import ipykernel_version, pick_mode
@@ -39,7 +39,7 @@ def tools(opener: SessionOpener) -> Table:
 
 
 def doctor(opener: SessionOpener) -> Table:
-    from ..model import import_litellm
+    from ..model import LiteLLMModel, import_litellm
 
     rows: list[tuple[str, str, str]] = []
     try:
@@ -59,17 +59,16 @@ def doctor(opener: SessionOpener) -> Table:
         rows.append(("model", "FAIL", f"{model} does not resolve: {first}"))
         provider = None
     if provider is not None:
+        probe = LiteLLMModel(model, api_base=settings.api_base, api_key_env=settings.api_key_env)
         try:
-            env = litellm.validate_environment(model)
-        except Exception:
-            env = {"keys_in_environment": False, "missing_keys": []}
-        missing = list(env.get("missing_keys") or [])
-        if env.get("keys_in_environment") or not missing:
-            rows.append(("API key", "ok", "the provider's key variable is set"))
+            key, source = probe.credentials()
+        except ProviderAuthError as exc:
+            rows.append(("API key", "FAIL", str(exc)))
         else:
-            rows.append(
-                ("API key", "FAIL", f"set {' or '.join(missing)} in the kernel's environment")
-            )
+            where = source or "not needed by this provider"
+            if key is not None and source == settings.api_key_env:
+                where = f"read from {source}"
+            rows.append(("API key", "ok", where))
     problems = []
     in_use = session.tools if session is not None else {}
     for name, tool in in_use.items():

@@ -9,6 +9,7 @@ named by ``--recorded-tools`` serve their recorded results.
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import sys
 from collections.abc import Coroutine
@@ -29,7 +30,7 @@ from ..errors import (
 )
 from ..model import LiteLLMModel
 from ..replay import RecordBook, RecordedTool, ReplayMode, ReplayModel
-from ..session import Session, SessionState
+from ..session import Budget, Session, SessionState
 from ..store import (
     SessionStore,
     default_store_root,
@@ -54,6 +55,13 @@ class CellOptions:
 
     model: str | None = None
     api_base: str | None = None
+    api_key_env: str | None = None
+    timeout: float | None = None
+    max_cost: float | None = None
+    max_tokens: int | None = None
+    param: list[str] | None = None
+    """``KEY=VALUE`` model parameters (values read as JSON when they parse)."""
+    effort: Literal["low", "medium", "high"] | None = None
     session: str | None = None
     tools: str | None = None
     approve: ApprovalMode | None = None
@@ -97,6 +105,7 @@ class SessionOpener:
         if options.max_turns is not None and options.max_turns < 1:
             raise UsageError("--max-turns must be at least 1")
         settings = self.settings()
+        budget, params = run_limits(options, settings)
         registry = self.registry
         name = options.session or registry.current
         mode = pick_mode(options.mode or settings.mode, self.shell)
@@ -119,7 +128,8 @@ class SessionOpener:
             added += len(context)
         fail_on_error = settings.fail_headless and not options.allow_errors
         run = self.new_run(name, session, message, mode, settings, shown_prompt=prompt, tag=tag,
-                           fail_on_error=fail_on_error)  # fmt: skip
+                           fail_on_error=fail_on_error, budget=budget,
+                           model_params=params)  # fmt: skip
         run.transcript.context_tokens = added // 4
         selectors = mcp_selectors(options.tools)
         if selectors:
@@ -169,19 +179,20 @@ class SessionOpener:
         if session is not None and session.state is SessionState.CLOSED:
             self.registry.forget(name)
             session = None
-        api_base = options.api_base or settings.api_base
+        connection = model_connection(options, settings)
         if session is None:
             session = self.open_session(name, options.model, settings, {
                 "tools": tools.values(),
                 "approval": options.approve or settings.approve,
                 "system": options.system if options.system is not None else settings.system,
                 "max_turns": options.max_turns or settings.max_turns,
-                "api_base": api_base,
+                **connection,
             })  # fmt: skip
             self.registry.sessions[name] = session
             return session
-        if options.model or options.api_base:
-            session.model = LiteLLMModel(options.model or session.model.name, api_base=api_base)
+        if options.model or options.api_base or options.api_key_env or options.timeout:
+            model = LiteLLMModel(options.model or session.model.name, **connection)
+            session.model = model
         session.tools.update(tools)
         if options.approve:
             session.policy.mode = options.approve
@@ -237,7 +248,7 @@ class SessionOpener:
                 "approval": settings.approve,
                 "system": settings.system,
                 "max_turns": settings.max_turns,
-                "api_base": settings.api_base,
+                **model_connection(CellOptions(), settings),
             }
             self.registry.sessions[name] = self.open_session(name, None, settings, options)
         return name, self.registry.sessions[name]
@@ -296,6 +307,45 @@ class SessionOpener:
             patterns = self.registry.recorded_tools.get(name, set())
             serve_recorded(session, patterns, model.book, model.mode)
         return await start
+
+
+def model_connection(options: CellOptions, settings: config.Settings) -> dict[str, Any]:
+    """How the session's model is reached: api base, the key's variable, the timeout."""
+    connection: dict[str, Any] = {
+        "api_base": options.api_base or settings.api_base,
+        "api_key_env": options.api_key_env or settings.api_key_env,
+    }
+    timeout = options.timeout or settings.timeout
+    if timeout is not None:
+        if timeout <= 0:
+            raise UsageError("--timeout must be a positive number of seconds")
+        connection["timeout"] = timeout
+    return connection
+
+
+def run_limits(
+    options: CellOptions, settings: config.Settings
+) -> tuple[Budget | None, dict[str, Any] | None]:
+    """The run's own budget and model parameters (they apply to this cell's turn only)."""
+    max_cost = options.max_cost if options.max_cost is not None else settings.max_cost
+    max_tokens = options.max_tokens if options.max_tokens is not None else settings.max_tokens
+    if (max_cost is not None and max_cost <= 0) or (max_tokens is not None and max_tokens < 1):
+        raise UsageError("--max-cost and --max-tokens must be positive")
+    budget = None
+    if max_cost is not None or max_tokens is not None:
+        budget = Budget(max_cost_usd=max_cost, max_tokens=max_tokens)
+    params: dict[str, Any] = {}
+    for item in options.param or ():
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"-p/--param takes KEY=VALUE (e.g. -p temperature=0.2), not {item!r}")
+        try:
+            params[key.strip()] = json.loads(raw)
+        except ValueError:
+            params[key.strip()] = raw
+    if options.effort:
+        params["reasoning_effort"] = options.effort
+    return budget, params or None
 
 
 def serve_recorded(
