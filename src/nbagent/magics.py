@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import re
+import sys
+import threading
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -118,6 +120,19 @@ def load(shell: InteractiveShell) -> None:
     shell.register_magics(AgentMagics(shell, settings))
     if await_agent_cells not in shell.input_transformers_post:
         shell.input_transformers_post.append(await_agent_cells)
+    preload_litellm(shell)
+
+
+def preload_litellm(shell: InteractiveShell) -> None:
+    """In a kernel someone works in, import litellm (~2 s) in the background now, so the
+    first live cell does not pay for it. Not where a program runs the notebook (nbval,
+    papermill: a notebook that replays never needs litellm) nor outside a kernel."""
+    kernel = getattr(shell, "kernel", None)
+    if kernel is None or not getattr(kernel, "_allow_stdin", False) or "litellm" in sys.modules:
+        return
+    from ._provider import import_litellm
+
+    threading.Thread(target=import_litellm, name="nbagent-import-litellm", daemon=True).start()
 
 
 def unload(shell: InteractiveShell) -> None:
