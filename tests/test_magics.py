@@ -252,3 +252,17 @@ def test_the_key_comes_from_the_variable_named_and_never_shows(
     assert result.text == "hello"  # type: ignore[attr-defined]
     assert server.headers[0]["authorization"] == "Bearer sk-team-key-0123456789"
     assert "sk-team-key" not in repr(result.transcript.mimebundle())  # type: ignore[attr-defined]
+
+
+def test_doctor_checks_the_server_in_use_and_what_the_model_supports(
+    shell: InteractiveShell, server: ScriptedServer
+) -> None:
+    server.add(say("hi"))
+    run(shell, f"%%agent --api-base {server.url}\nhello")
+    report = shell.run_line_magic("agent", "doctor").to_plain()
+    assert f"{server.url} answers (1 models listed)" in report
+    assert "context 128,000 tokens; tools yes; vision yes" in report  # gpt-4o-mini
+    gone = server.url
+    server.stop()
+    report = shell.run_line_magic("agent", "doctor").to_plain()
+    assert f"{gone} does not answer" in report and "FAIL" in report

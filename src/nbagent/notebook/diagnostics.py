@@ -4,6 +4,7 @@ and the code a session ran (for ``%agent code``)."""
 from __future__ import annotations
 
 import json
+import os
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
@@ -38,6 +39,10 @@ def tools(opener: SessionOpener) -> Table:
     return Table(["tool", "from", "read-only", "approval", "description"], rows)
 
 
+DOCTOR_TIMEOUT_S = 3.0
+"""How long ``%agent doctor`` waits for the api base to answer."""
+
+
 def doctor(opener: SessionOpener) -> Table:
     from ..model import LiteLLMModel, import_litellm
 
@@ -49,24 +54,27 @@ def doctor(opener: SessionOpener) -> Table:
     registry = opener.registry
     session = registry.sessions.get(registry.current)
     model = session.model.name if session is not None else settings.model
+    reached = getattr(session.model, "inner", session.model) if session is not None else None
+    api_base = getattr(reached, "api_base", None) or settings.api_base
+    api_key_env = getattr(reached, "api_key_env", None) or settings.api_key_env
     litellm = import_litellm()
     provider: str | None
     try:
-        _, provider, _, _ = litellm.get_llm_provider(model, api_base=settings.api_base)
+        _, provider, _, _ = litellm.get_llm_provider(model, api_base=api_base)
         rows.append(("model", "ok", f"{model} (provider {provider})"))
     except Exception as exc:
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
         rows.append(("model", "FAIL", f"{model} does not resolve: {first}"))
         provider = None
     if provider is not None:
-        probe = LiteLLMModel(model, api_base=settings.api_base, api_key_env=settings.api_key_env)
+        probe = LiteLLMModel(model, api_base=api_base, api_key_env=api_key_env)
         try:
             key, source = probe.credentials()
         except ProviderAuthError as exc:
             rows.append(("API key", "FAIL", str(exc)))
         else:
             where = source or "not needed by this provider"
-            if key is not None and source == settings.api_key_env:
+            if key is not None and source == api_key_env:
                 where = f"read from {source}"
             rows.append(("API key", "ok", where))
     problems = []
@@ -87,8 +95,46 @@ def doctor(opener: SessionOpener) -> Table:
         f"ipykernel {'.'.join(map(str, version or ())) or 'absent'}; "
         f"mode {settings.mode} runs cells as {picked}",
     ))  # fmt: skip
-    rows.append(("api base", "ok", settings.api_base or "provider default"))
+    rows.append(api_base_check(api_base, api_key_env))
+    if provider is not None:
+        rows.append(model_check(litellm, model))
     return Table(["check", "result", "detail"], rows)
+
+
+def api_base_check(api_base: str | None, api_key_env: str | None) -> tuple[str, str, str]:
+    """Whether the server in use answers: its model list, asked with a bounded wait."""
+    if not api_base:
+        return ("api base", "ok", "the provider's default")
+    import httpx
+
+    key = os.environ.get(api_key_env or "", "").strip() if api_key_env else ""
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    url = api_base.rstrip("/") + "/models"
+    try:
+        response = httpx.get(url, headers=headers, timeout=DOCTOR_TIMEOUT_S)
+    except httpx.HTTPError as exc:
+        reason = str(exc) or type(exc).__name__
+        return ("api base", "FAIL", f"{api_base} does not answer: {reason}")
+    if response.status_code == 200:
+        try:
+            count = len(response.json().get("data") or [])
+        except (ValueError, AttributeError):
+            count = 0
+        return ("api base", "ok", f"{api_base} answers ({count} models listed)")
+    return ("api base", "ok", f"{api_base} answers (HTTP {response.status_code} for /models)")
+
+
+def model_check(litellm: Any, model: str) -> tuple[str, str, str]:
+    """What litellm knows of the model: context window, tools, vision."""
+    try:
+        info = litellm.get_model_info(model)
+    except Exception:
+        return ("model info", "ok", f"{model} is not in litellm's model map (no price, limits)")
+    window = info.get("max_input_tokens")
+    tools = "yes" if info.get("supports_function_calling") else "no"
+    vision = "yes" if info.get("supports_vision") else "no"
+    context = f"{window:,} tokens" if isinstance(window, int) else "unknown"
+    return ("model info", "ok", f"context {context}; tools {tools}; vision {vision}")
 
 
 def mcp(opener: SessionOpener, *words: str) -> Any:
