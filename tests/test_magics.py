@@ -258,7 +258,7 @@ def test_doctor_checks_the_server_in_use_and_what_the_model_supports(
     shell: InteractiveShell, server: ScriptedServer
 ) -> None:
     server.add(say("hi"))
-    run(shell, f"%%agent --api-base {server.url}\nhello")
+    run(shell, f"%%agent --model openai/gpt-4o-mini --api-base {server.url}\nhello")
     report = shell.run_line_magic("agent", "doctor").to_plain()
     assert f"{server.url} answers (1 models listed)" in report
     assert "context 128,000 tokens; tools yes; vision yes" in report  # gpt-4o-mini

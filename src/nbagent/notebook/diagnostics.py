@@ -73,7 +73,7 @@ def doctor(opener: SessionOpener) -> Table:
         except ProviderAuthError as exc:
             rows.append(("API key", "FAIL", str(exc)))
         else:
-            where = source or "not needed by this provider"
+            where = source or "the provider's key variables are set (or it needs none)"
             if key is not None and source == api_key_env:
                 where = f"read from {source}"
             rows.append(("API key", "ok", where))
