@@ -174,6 +174,7 @@ class LoopHost(Protocol):
     max_turns: int
     model_params: dict[str, Any]
     max_response_chars: int
+    send_images: bool
     budget: Budget
     retry: RetryPolicy
     hooks: list[Hooks]
@@ -239,9 +240,9 @@ async def _model_turn(host: LoopHost, run: RunState) -> ModelResponded:
     for text in host.take_steers():
         host.emit(SteerAdded(run_id=run_id, text=text))
     system = [{"role": "system", "content": host.system}] if host.system else []
-    history = cast(list[dict[str, Any]], host.conversation.request_messages())
+    history = host.conversation.request_messages(images=host.send_images)
     request = ModelRequest(
-        messages=system + history,
+        messages=system + cast(list[dict[str, Any]], history),
         tools=[tool_spec(t) for t in host.tools.values()],
         params={**host.model_params, **run.model_params},
     )

@@ -127,6 +127,11 @@ class NBAgent(Configurable):
     max_tokens = Int(
         None, allow_none=True, help="Budget of one run in tokens, enforced while it streams."
     ).tag(config=True)
+    send_images = Bool(
+        False,
+        help="Show the model the images tool calls display (plots, PNG/JPEG outputs), for "
+        "models that can see; a model that cannot refuses such a request.",
+    ).tag(config=True)
     titles = Bool(
         True,
         help="After the first exchange of an interactive session, ask the model for a short "
@@ -158,6 +163,7 @@ class Settings:
     timeout: float | None = None
     max_cost: float | None = None
     max_tokens: int | None = None
+    send_images: bool = False
 
 
 def _pick(config: NBAgent | None, name: str) -> Any:
@@ -200,6 +206,7 @@ def resolve(config: NBAgent | None = None) -> Settings:
         timeout=_positive(defaults.timeout, "timeout"),
         max_cost=_positive(defaults.max_cost, "max_cost"),
         max_tokens=_positive(defaults.max_tokens, "max_tokens"),
+        send_images=bool(defaults.send_images),
     )
 
 

@@ -21,6 +21,7 @@ from typing import Any, Literal, TypedDict, cast
 
 from typing_extensions import NotRequired, assert_never
 
+from ._images import MAX_MODEL_IMAGE_CHARS, MAX_MODEL_IMAGES, display_images, image_message
 from .events import (
     ApprovalDecided,
     ApprovalRequested,
@@ -255,6 +256,9 @@ class Conversation:
     """Calls of the current run that started and have not finished (id -> tool name)."""
     partial: list[str] = field(default_factory=list)
     """Text streamed since the last complete response of the current run."""
+    images: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
+    """Images tool calls displayed: tool call id -> (tool name, ``data:`` URLs). Sent to
+    models that can see (:meth:`request_messages`), never part of ``messages``."""
 
     def apply(self, event: Event) -> None:
         """Fold one event into the state."""
@@ -284,6 +288,8 @@ class Conversation:
                 self.running.pop(event.tool_call_id, None)
                 self.pending.pop(event.tool_call_id, None)
                 self.messages.append(tool_result(event.tool_call_id, event.result))
+                if event.display and (urls := display_images(event.display)):
+                    self.images[event.tool_call_id] = (event.name, urls)
             case Usage():
                 self.usage = self.usage.add(event)
             case RunFinished():
@@ -305,6 +311,8 @@ class Conversation:
     def reset(self, messages: list[ChatMessage]) -> None:
         """Replace the conversation (rewind, undo, compaction); only between runs."""
         self.messages = list(messages)
+        kept = {m.get("tool_call_id") for m in self.messages if m.get("role") == "tool"}
+        self.images = {k: v for k, v in self.images.items() if k in kept}
 
     def close_interrupted(self) -> None:
         """Keep what a run that never finished had shown: its partial text, and a result
@@ -316,9 +324,41 @@ class Conversation:
             self.messages.append(tool_result(call_id, INTERRUPTED_RESULT))
         self.running.clear()
 
-    def request_messages(self) -> list[ChatMessage]:
-        """The history as the next model request sends it (repaired, not modified)."""
-        return repair_history(self.messages)
+    def request_messages(self, *, images: bool = False) -> list[ChatMessage]:
+        """The history as the next model request sends it (repaired, not modified).
+
+        ``images``: the model can see, so the latest images tool calls displayed follow
+        their results as a user message (bounded: ``MAX_MODEL_IMAGES`` images and
+        ``MAX_MODEL_IMAGE_CHARS`` of data, the most recent first).
+        """
+        history = repair_history(self.messages)
+        chosen = self._latest_images() if images else {}
+        if not chosen:
+            return history
+        out: list[ChatMessage] = []
+        block: list[tuple[str, str]] = []
+        for message in history:
+            call_id = message.get("tool_call_id") if message.get("role") == "tool" else None
+            if call_id is None and block:
+                out.append(cast(ChatMessage, image_message(block)))
+                block = []
+            out.append(message)
+            if isinstance(call_id, str):
+                block.extend(chosen.get(call_id, ()))
+        if block:
+            out.append(cast(ChatMessage, image_message(block)))
+        return out
+
+    def _latest_images(self) -> dict[str, list[tuple[str, str]]]:
+        chosen: dict[str, list[tuple[str, str]]] = {}
+        count = chars = 0
+        for call_id, (name, urls) in reversed(list(self.images.items())):
+            for url in reversed(urls):
+                if count >= MAX_MODEL_IMAGES or chars + len(url) > MAX_MODEL_IMAGE_CHARS:
+                    return chosen
+                chosen.setdefault(call_id, []).insert(0, (name, url))
+                count, chars = count + 1, chars + len(url)
+        return chosen
 
     def unanswered_calls(self) -> tuple[ToolCall, ...]:
         return unanswered_calls(self.messages)

@@ -83,6 +83,7 @@ class AgentMagics(Magics):  # type: ignore[misc]
     @argument("--max-tokens", type=int, help="budget of this run in tokens")
     @argument("-p", "--param", action="append", help="model parameter KEY=VALUE (repeatable)")
     @argument("--effort", choices=["low", "medium", "high"], help="reasoning effort")
+    @argument("--images", action="store_true", help="show the model the images tools display")
     @argument("-s", "--session", help="session name")
     @argument("--tools", help="comma-separated tool names")
     @argument("--approve", choices=APPROVAL_MODES, help="approval mode")

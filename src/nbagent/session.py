@@ -133,6 +133,7 @@ class Session:
         timeout: float | None = None,
         model_params: dict[str, Any] | None = None,
         max_response_chars: int = DEFAULT_MAX_RESPONSE_CHARS,
+        send_images: bool = False,
         max_parallel_tools: int = 4,
         max_result_chars: int = DEFAULT_MAX_RESULT_CHARS,
         session_id: str | None = None,
@@ -164,6 +165,8 @@ class Session:
         """Sent with every model request (temperature, top_p, max_tokens, seed,
         reasoning_effort, …) and part of the replay fingerprint."""
         self.max_response_chars = max_response_chars
+        self.send_images = send_images
+        """Show the model the images tool calls displayed (for models that can see)."""
         self.budget = budget or Budget()
         self.retry = retry or RetryPolicy()
         self.hooks: list[Hooks] = list(hooks)

@@ -62,6 +62,8 @@ class CellOptions:
     param: list[str] | None = None
     """``KEY=VALUE`` model parameters (values read as JSON when they parse)."""
     effort: Literal["low", "medium", "high"] | None = None
+    images: bool = False
+    """Show the model the images tool calls display (for models that can see)."""
     session: str | None = None
     tools: str | None = None
     approve: ApprovalMode | None = None
@@ -186,6 +188,7 @@ class SessionOpener:
                 "approval": options.approve or settings.approve,
                 "system": options.system if options.system is not None else settings.system,
                 "max_turns": options.max_turns or settings.max_turns,
+                "send_images": options.images or settings.send_images,
                 **connection,
             })  # fmt: skip
             self.registry.sessions[name] = session
@@ -194,6 +197,7 @@ class SessionOpener:
             model = LiteLLMModel(options.model or session.model.name, **connection)
             session.model = model
         session.tools.update(tools)
+        session.send_images = options.images or settings.send_images
         if options.approve:
             session.policy.mode = options.approve
         if options.max_turns:

@@ -9,10 +9,10 @@ lines tagged with their diff kind; the views colour lines by kind and never pars
 from __future__ import annotations
 
 import base64
-import binascii
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
+
+from .._images import BASE64, checked_image_data
 
 DisplayItem = dict[str, str]
 """One tool display as shown: ``{"kind": "image", "mime", "data", "alt"}`` (validated
@@ -33,8 +33,6 @@ MAX_PREVIEW_CHARS = 100_000
 """Longest approval preview (a diff) shown."""
 
 IMAGE_MIMES = ("image/png", "image/jpeg")
-_IMAGE_MAGIC = {"image/png": b"\x89PNG\r\n\x1a\n", "image/jpeg": b"\xff\xd8\xff"}
-_BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 _PNG_VOLATILE = (b"tEXt", b"zTXt", b"iTXt", b"tIME")
 """PNG chunks that hold no pixels but a tool's name and version or a date (matplotlib
 writes ``Software: Matplotlib version3.x.y``): dropped so that a figure is the same bytes
@@ -105,32 +103,12 @@ def _strip_png_metadata(raw: bytes) -> bytes:
 def _image_data(mime: str, value: Any) -> str | None:
     """``value`` as clean base64 if it is a PNG/JPEG in base64 (or raw bytes), else None.
     PNG text and time chunks are dropped (see ``_PNG_VOLATILE``)."""
-    data = _checked_image_data(mime, value)
+    data = checked_image_data(mime, value)
     if data is None or mime != "image/png":
         return data
     raw = base64.b64decode(data)
     clean = _strip_png_metadata(raw)
     return data if clean is raw else base64.b64encode(clean).decode("ascii")
-
-
-def _checked_image_data(mime: str, value: Any) -> str | None:
-    if isinstance(value, bytes):
-        if value.startswith(_IMAGE_MAGIC[mime]):
-            return base64.b64encode(value).decode("ascii")
-        try:
-            value = value.decode("ascii")
-        except UnicodeDecodeError:
-            return None
-    if not isinstance(value, str):
-        return None
-    data = value.replace("\n", "").replace("\r", "")
-    if len(data) % 4 or not _BASE64.fullmatch(data):
-        return None
-    try:
-        head = base64.b64decode(data[:16], validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    return data if head.startswith(_IMAGE_MAGIC[mime]) else None
 
 
 def is_image(item: DisplayItem) -> bool:
@@ -139,7 +117,7 @@ def is_image(item: DisplayItem) -> bool:
     return (
         item.get("kind") == "image"
         and item.get("mime") in IMAGE_MIMES
-        and _BASE64.fullmatch(item.get("data", "")) is not None
+        and BASE64.fullmatch(item.get("data", "")) is not None
     )
 
 
