@@ -92,6 +92,42 @@ class Frontend:
     def execute(self, code: str, *, allow_stdin: bool = True) -> str:
         return str(self.client.execute(code, allow_stdin=allow_stdin, stop_on_error=False))
 
+    def execute_cell(self, code: str, cell_id: str) -> str:
+        """Run ``code`` as the notebook cell ``cell_id`` (JupyterLab sends the cell's id)."""
+        content = {
+            "code": code, "silent": False, "store_history": True, "user_expressions": {},
+            "allow_stdin": True, "stop_on_error": False,
+        }  # fmt: skip
+        msg = self.client.session.msg("execute_request", content, metadata={"cellId": cell_id})
+        self.client.shell_channel.send(msg)
+        return str(msg["header"]["msg_id"])
+
+    def saved_outputs(self, msg_id: str) -> list[dict[str, Any]]:
+        """A cell's outputs as JupyterLab saves them in the .ipynb: displays, with each
+        ``update_display_data`` replacing the data and metadata of its display."""
+        outputs: list[dict[str, Any]] = []
+        by_display: dict[str, dict[str, Any]] = {}
+        for m in self.for_cell(msg_id):
+            kind, content = m["msg_type"], m["content"]
+            if kind in ("display_data", "execute_result"):
+                output = {"output_type": kind, "data": content["data"],
+                          "metadata": content.get("metadata", {})}  # fmt: skip
+                if kind == "execute_result":
+                    output["execution_count"] = content.get("execution_count")
+                outputs.append(output)
+                display_id = (content.get("transient") or {}).get("display_id")
+                if display_id:
+                    by_display[display_id] = output
+            elif kind == "update_display_data":
+                target = by_display.get((content.get("transient") or {}).get("display_id"))
+                if target is not None:
+                    target["data"] = content["data"]
+                    target["metadata"] = content.get("metadata", {})
+            elif kind == "stream":
+                outputs.append({"output_type": "stream", "name": content["name"],
+                                "text": content["text"]})  # fmt: skip
+        return outputs
+
     def reply(self, msg_id: str, timeout: float = 60.0) -> Msg:
         deadline = time.monotonic() + timeout
         while True:
@@ -188,10 +224,13 @@ class Frontend:
 
 
 @contextmanager
-def running_kernel(**env: str) -> Iterator[Frontend]:
+def running_kernel(cwd: str | None = None, **env: str) -> Iterator[Frontend]:
+    """A kernel with nbagent loaded; ``cwd`` is its working directory (the notebook's
+    folder, as JupyterLab starts it)."""
     manager = KernelManager(kernel_name="python3")
     manager.kernel_spec  # noqa: B018 - resolve it before start
-    manager.start_kernel(env=kernel_env(**env), extra_arguments=[])
+    options: dict[str, Any] = {"cwd": cwd} if cwd is not None else {}
+    manager.start_kernel(env=kernel_env(**env), extra_arguments=[], **options)
     client = manager.client()
     client.start_channels()
     try:

@@ -18,7 +18,7 @@ from ..errors import NbAgentError, RunFailed, RunStopped
 from ..events import ApprovalRequested, ModelResponded, Provenance, RunFinished
 from ..model import LiteLLMModel, import_litellm
 from ..render import MimeBundle, Transcript
-from ..replay import ReplayModel
+from ..replay import Recorded, ReplayModel
 from ..session import RunHandle, RunResult, Session, ToolCallRecord, UsageTotals
 from . import recordings
 from .frontend import RunMode
@@ -34,8 +34,6 @@ HEADLESS_DENIAL = (
     "nobody can click Approve in a headless run (nbclient, nbval, papermill); "
     "choose a policy with --approve all|readonly|none or %config NBAgent.approve"
 )
-
-
 
 
 class AgentResult:
@@ -259,19 +257,26 @@ class CellRun:
 
     def _finish(self, outcome: RunResult | None = None) -> None:
         model = self.session.model
+        recorder = self.registry.recorders.get(self.name)
+        log = None
+        if recorder is not None:  # the output names its log: the sessions follow the notebook
+            path = recorder.log.path
+            log = recordings.log_reference(path.parent.name, path.name, self.session.id)
+        used: list[Recorded] = []
+        results: list[dict[str, Any]] = []
         if isinstance(model, ReplayModel):
             entries = [model.book.get(p.fingerprint) for p in self.provenances]
             used = [entry for entry in entries if entry is not None]
             if used:
                 results = recordings.tool_results(outcome.tool_calls if outcome else ())
-                self.metadata = recordings.output_metadata(self.name, used, results)
                 for record in results:
                     model.book.add_tool_result(record)
-                recorder = self.registry.recorders.get(self.name)
                 if recorder is not None and not recorder.log.closed:
                     # The log keeps them too, for `nbagent pack`.
                     with contextlib.suppress(NbAgentError):
                         recorder.log.recording([entry.to_json() for entry in used])
+        if used or log is not None:
+            self.metadata = recordings.output_metadata(self.name, used, results, log)
         if self.handle is not None:
             self.handle.update(self.transcript.mimebundle(), raw=True, metadata=self.metadata)
         self._close_view()

@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Coroutine
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from IPython.core.error import UsageError
@@ -38,7 +39,7 @@ from ..store import (
     rewind_to_seq,
 )
 from ..tools.notebook import expand_variables, recent_cells
-from . import recordings
+from . import following, recordings
 from .cell import AgentResult, CellRun
 from .frontend import RunMode, batch_run, cell_id, notebook_path, pick_mode
 from .registry import KernelRegistry
@@ -83,7 +84,15 @@ class SessionOpener:
             raise UsageError(str(exc)) from None
 
     def store(self, settings: config.Settings) -> SessionStore:
-        root = default_store_root(notebook_path(self.shell), home=settings.store_dir)
+        notebook = notebook_path(self.shell)
+        root = default_store_root(notebook, home=settings.store_dir)
+        if root not in self.registry.followed:
+            # Once per folder and kernel: a renamed, moved or copied notebook takes its
+            # sessions along (``following``).
+            self.registry.followed.add(root)
+            note = following.adopt(root, notebook, Path.cwd())
+            if note:
+                print(f"nbagent: {note}", file=sys.stderr)
         return SessionStore(root)
 
     # -- a cell ---------------------------------------------------------------------------

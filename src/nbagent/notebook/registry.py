@@ -12,6 +12,7 @@ import asyncio
 import atexit
 import contextlib
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..replay import RecordBook
@@ -52,6 +53,8 @@ class KernelRegistry:
         """The recordings of this notebook's agent cells, by request fingerprint."""
         self.mcp: McpManager | None = None
         """The kernel's MCP servers, made on first use."""
+        self.followed: set[Path] = set()
+        """Store folders already checked for sessions left under another notebook name."""
         self.tasks: set[asyncio.Task[Any]] = set()
         """Runs that outlive their cell and sessions being closed."""
         self._retired: list[Session] = []
