@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import queue
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -205,6 +206,41 @@ class Frontend:
                 timeout,
             )
         )
+
+    def attach_widgets(self, timeout: float = 10.0) -> list[str]:
+        """What a page that opens while the kernel runs does (a reload, a second browser):
+        open a ``jupyter.widget.control`` comm and ask it for every widget's state, as
+        the widget manager of JupyterLab does. Returns the widgets' comm ids."""
+        control = uuid.uuid4().hex
+        session = self.client.session
+        opening = {"comm_id": control, "target_name": "jupyter.widget.control", "data": {}}
+        asking = {"comm_id": control, "data": {"method": "request_states"}}
+        self.client.shell_channel.send(
+            session.msg("comm_open", opening, metadata={"version": "1.0.0"})
+        )
+        self.client.shell_channel.send(session.msg("comm_msg", asking))
+
+        def states() -> dict[str, Any] | None:
+            for m in self.iopub:
+                content = m["content"]
+                if m["msg_type"] == "comm_msg" and content.get("comm_id") == control:
+                    return dict(content["data"].get("states") or {})
+            return None
+
+        found = self.wait_for("the widget states", states, timeout)
+        for comm_id, model in found.items():
+            self.state[comm_id] = dict(model.get("state") or {})
+            self.custom.setdefault(comm_id, [])
+        return list(found)
+
+    def request_state(self, comm_id: str, timeout: float = 10.0) -> dict[str, Any]:
+        """Ask the kernel for a widget's whole state (as a widget manager does) and wait."""
+        self.state[comm_id] = {}
+        msg = self.client.session.msg(
+            "comm_msg", {"comm_id": comm_id, "data": {"method": "request_state"}}
+        )
+        self.client.shell_channel.send(msg)
+        return dict(self.wait_for(f"the state of {comm_id}", lambda: self.state[comm_id], timeout))
 
     def pending_card(self, comm_id: str) -> dict[str, Any] | None:
         for block in self.state[comm_id].get("blocks", []):

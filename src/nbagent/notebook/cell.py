@@ -279,7 +279,11 @@ class CellRun:
             self.metadata = recordings.output_metadata(self.name, used, results, log)
         if self.handle is not None:
             self.handle.update(self.transcript.mimebundle(), raw=True, metadata=self.metadata)
-        self._close_view()
+        if self.view is not None:
+            # The view keeps the finished transcript for pages that missed the update.
+            self.view.retire()
+            self.registry.keep_view(self.view, self.tag)
+            self.view = None
 
     def _close_view(self) -> None:
         if self.view is not None:
