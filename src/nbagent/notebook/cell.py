@@ -275,8 +275,13 @@ class CellRun:
                     # The log keeps them too, for `nbagent pack`.
                     with contextlib.suppress(NbAgentError):
                         recorder.log.recording([entry.to_json() for entry in used])
-        if used or log is not None:
-            self.metadata = recordings.output_metadata(self.name, used, results, log)
+        if used or log is not None or self.provenances:
+            inner = getattr(model, "inner", model)
+            made = recordings.run_provenance(
+                model.name, dict(getattr(inner, "params", None) or {}),
+                [(p.source, p.fingerprint) for p in self.provenances],
+            )  # fmt: skip
+            self.metadata = recordings.output_metadata(self.name, used, results, log, made)
         if self.handle is not None:
             self.handle.update(self.transcript.mimebundle(), raw=True, metadata=self.metadata)
         if self.view is not None:

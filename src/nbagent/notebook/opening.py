@@ -189,8 +189,12 @@ class SessionOpener:
             })  # fmt: skip
             self.registry.sessions[name] = session
             return session
-        if options.model or options.api_base:
-            session.model = LiteLLMModel(options.model or session.model.name, api_base=api_base)
+        current = getattr(session.model, "inner", session.model)
+        wanted = options.model or session.model.name
+        same = current.name == wanted and getattr(current, "api_base", None) == api_base
+        if (options.model or options.api_base) and not same:
+            # Another model or server: a new recorder, which replays none of the old one's.
+            session.model = LiteLLMModel(wanted, api_base=api_base)
         session.tools.update(tools)
         if options.approve:
             session.policy.mode = options.approve
@@ -261,7 +265,7 @@ class SessionOpener:
         named in ``recorded`` replay their recorded results instead of running again."""
         model = session.model
         if not isinstance(model, ReplayModel):
-            model = ReplayModel(model, self.book(), mode, trust=settings.trust)
+            model = ReplayModel(model, self.book(), mode, trust=settings.trust, own_only=True)
             session.model = model
         model.mode = mode
         model.trust = settings.trust

@@ -18,6 +18,7 @@ else every notebook of its working directory (nbclient and nbval do not say whic
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -107,17 +108,43 @@ def output_metadata(
     used: list[Recorded],
     tool_results: list[dict[str, Any]],
     log: dict[str, str] | None = None,
+    provenance: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The metadata of an agent cell's final output: the session log it continued (see
-    :func:`log_reference`), the entries its run used and the results of its tool calls
-    (served again by ``--recorded-tools``)."""
+    :func:`log_reference`), how the run was made (see :func:`run_provenance`), the entries
+    its run used and the results of its tool calls (served again by ``--recorded-tools``)."""
     meta: dict[str, Any] = {"schema": SCHEMA, "session": session}
     if log is not None:
         meta["log"] = log
+    if provenance is not None:
+        meta["provenance"] = provenance
     if used:
         meta["recording"] = [entry.to_json() for entry in used]
         meta["tool_results"] = tool_results
     return {KEY: meta}
+
+
+def run_provenance(
+    model: str, params: dict[str, Any], sources: Iterable[tuple[str, str]]
+) -> dict[str, Any]:
+    """How a run was made: ``model``, its ``params``, the ``nbagent`` version, the
+    ``litellm`` version when the kernel had imported it (never imported for this; so a
+    notebook that only replays does not say it), and
+    ``responses``: each model response's ``source`` (``live`` or ``replayed``) and the
+    ``fingerprint`` it is recorded under. Parameters that look like secrets (keys,
+    tokens, headers) are left out."""
+    from .._version import __version__
+
+    secret = ("key", "token", "secret", "password", "header", "auth")
+    params = {k: v for k, v in params.items() if not any(w in k.lower() for w in secret)}
+    made: dict[str, Any] = {"model": model, "params": params, "nbagent": __version__}
+    if "litellm" in sys.modules:
+        from importlib.metadata import PackageNotFoundError, version
+
+        with contextlib.suppress(PackageNotFoundError):
+            made["litellm"] = version("litellm")
+    made["responses"] = [{"source": src, "fingerprint": fp} for src, fp in sources]
+    return made
 
 
 def log_reference(folder: str, file: str, session_id: str) -> dict[str, str]:

@@ -134,6 +134,10 @@ class Transcript:
         self.finished_at: float | None = None
         self.decider = "you"
         """Who answers approval requests (a headless run answers by policy)."""
+        self.responses = 0
+        """Model responses so far."""
+        self.replayed = 0
+        """Of those, how many were served from a recording."""
 
     # -- building --------------------------------------------------------------------------
 
@@ -155,6 +159,10 @@ class Transcript:
             if isinstance(last, TextBlock):
                 last.closed = True
             self.turns = event.turn
+            self.responses += 1
+            if event.provenance is not None and event.provenance.source == "replayed":
+                self.replayed += 1
+                return "status"
             return None
         if isinstance(event, ToolCallProposed):
             call = event.call
@@ -270,8 +278,10 @@ class Transcript:
     def status_line(self) -> str:
         """``completed · 2 turns · 1,234 tokens · $0.0012`` (plain text).
 
-        The saved output holds no wall-clock time, so a replayed notebook reproduces it
-        exactly (nbval); the live view shows the elapsed time."""
+        The saved output holds no wall-clock time and does not say whether the responses
+        were replayed, so a notebook run live and saved reproduces it exactly when replayed
+        (nbval); the live view shows the elapsed time and :meth:`replay_note`, and the
+        output metadata each response's source."""
         parts = [self.state_label]
         if self.turns:
             parts.append(f"{self.turns} turn{'s' if self.turns != 1 else ''}")
@@ -280,6 +290,15 @@ class Transcript:
             parts.append(self.context_note())
         parts.append(format_cost(self.cost_usd, self.cost_known))
         return " · ".join(parts)
+
+    def replay_note(self) -> str:
+        """``replayed`` when every response came from a recording, ``1 of 2 responses
+        replayed`` when some did, empty when none did."""
+        if not self.replayed:
+            return ""
+        if self.replayed == self.responses:
+            return "replayed"
+        return f"{self.replayed} of {self.responses} responses replayed"
 
     def context_note(self) -> str:
         """``context ~1,234 tokens``, or empty when the size is not known."""
@@ -296,7 +315,10 @@ class Transcript:
         """The status as the live view gets it; ``label`` and ``details`` are its status
         line around the elapsed time, which the page keeps ticking."""
         cost = format_cost(self.cost_usd, self.cost_known)
-        details = [f"{self.total_tokens:,} tokens", self.context_note(), cost, self.model]
+        details = [
+            f"{self.total_tokens:,} tokens", self.context_note(), cost, self.model,
+            self.replay_note(),
+        ]  # fmt: skip
         return {
             "state": self.state,
             "status": self.status,
@@ -305,6 +327,7 @@ class Transcript:
             "model": self.model,
             "session": self.session,
             "turns": self.turns,
+            "replayed": self.replayed,
             "tokens": self.total_tokens,
             "context_tokens": max(0, self.context_tokens),
             "cost": cost,
