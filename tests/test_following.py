@@ -103,3 +103,11 @@ def test_a_reference_to_another_session_id_is_not_taken(tmp_path: Path) -> None:
              log=recordings.log_reference("Untitled", "default.jsonl", "not-that-one"))  # fmt: skip
     assert following.adopt(tmp_path / ".nbagent" / "analysis", "analysis.ipynb", tmp_path) is None
     assert following.adopt(tmp_path / ".nbagent" / "x", None, tmp_path) is None
+
+
+def test_a_log_made_anew_takes_the_session_id_the_outputs_name(tmp_path: Path) -> None:
+    ref = recordings.log_reference("analysis", "default.jsonl", "0123abcd")
+    notebook(tmp_path / "analysis.ipynb", log=ref)
+    assert following.recorded_session_id("analysis.ipynb", tmp_path, "default") == "0123abcd"
+    assert following.recorded_session_id("analysis.ipynb", tmp_path, "other") is None
+    assert following.recorded_session_id(None, tmp_path, "default") is None

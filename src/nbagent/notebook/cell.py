@@ -111,6 +111,7 @@ class CellRun:
         shown_prompt: str | None = None,
         tag: str | None = None,
         resume: bool = False,
+        notebook_known: bool = False,
     ) -> None:
         self.registry = registry
         self.name = name
@@ -136,6 +137,9 @@ class CellRun:
         """Where each response of the run came from (its recording goes in the output)."""
         self.flush_interval = flush_interval
         self.text_sync_interval = text_sync_interval
+        self.notebook_known = notebook_known
+        """The kernel knows its notebook (JupyterLab, VS Code): its sessions folder is the
+        notebook's, and the output names the log."""
 
     # -- callbacks from the view ----------------------------------------------------------
 
@@ -259,7 +263,9 @@ class CellRun:
         model = self.session.model
         recorder = self.registry.recorders.get(self.name)
         log = None
-        if recorder is not None:  # the output names its log: the sessions follow the notebook
+        if recorder is not None and self.notebook_known:
+            # The output names its log, so the sessions follow the notebook; a kernel that
+            # does not know its notebook keeps them in a folder that is not the notebook's.
             path = recorder.log.path
             log = recordings.log_reference(path.parent.name, path.name, self.session.id)
         used: list[Recorded] = []

@@ -57,6 +57,29 @@ def notebook_file(notebook: str | None, cwd: Path) -> Path | None:
     return None
 
 
+def read_notebook(notebook: str | None, cwd: Path) -> dict[str, Any] | None:
+    """The notebook file's JSON, or None when it is unknown or unreadable."""
+    path = notebook_file(notebook, cwd)
+    if path is None:
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def recorded_session_id(notebook: str | None, cwd: Path, name: str) -> str | None:
+    """The id the notebook's outputs give session ``name``: a log made anew for it (a fresh
+    checkout, a copy without ``.nbagent/``) takes it, so that running the notebook again
+    writes the same outputs."""
+    data = read_notebook(notebook, cwd)
+    for ref in recordings.log_references(data or {}):
+        if ref["file"] == f"{name}.jsonl":
+            return ref["session_id"]
+    return None
+
+
 def search_dirs(root: Path, cwd: Path) -> list[Path]:
     """Folders whose subfolders may hold this notebook's sessions (see the module doc)."""
     dirs = [root.parent]
@@ -133,14 +156,8 @@ def adopt(root: Path, notebook: str | None, cwd: Path) -> str | None:
     note to the user), or None."""
     if root.is_dir() and any(root.glob("*.jsonl")):
         return None
-    path = notebook_file(notebook, cwd)
-    if path is None:
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict):
+    data = read_notebook(notebook, cwd)
+    if data is None:
         return None
     found = find(root, data, cwd)
     if found is None:

@@ -142,7 +142,8 @@ class SessionOpener:
         return CellRun(
             self.registry, name, session, message, mode=mode,
             flush_interval=settings.flush_interval,
-            text_sync_interval=settings.text_sync_interval, **options,
+            text_sync_interval=settings.text_sync_interval,
+            notebook_known=notebook_path(self.shell) is not None, **options,
         )  # fmt: skip
 
     def check_capacity(self, name: str, settings: config.Settings) -> None:
@@ -211,9 +212,14 @@ class SessionOpener:
         persistence is off or the folder cannot be written."""
         if settings.persist:
             try:
+                store = self.store(settings)
+                notebook = notebook_path(self.shell)
+                known = None if store.exists(name) else following.recorded_session_id(
+                    notebook, Path.cwd(), name
+                )  # fmt: skip
                 session, recorder, state = restore_session(
-                    self.store(settings), name, model=model, default_model=settings.model,
-                    **options,
+                    store, name, model=model, default_model=settings.model,
+                    session_id=known, **options,
                 )  # fmt: skip
             except SessionLockedError as exc:
                 raise UsageError(str(exc)) from None

@@ -92,6 +92,7 @@ def restore_session(
     model: str | Model | None = None,
     default_model: str = DEFAULT_MODEL,
     titles: bool = False,
+    session_id: str | None = None,
     **session_options: Any,
 ) -> tuple[Session, SessionRecorder, LogState]:
     """Open (or create) session ``name`` from its log and record it from now on.
@@ -99,9 +100,10 @@ def restore_session(
     The conversation, usage and run count come back as they were; a run the kernel lost
     is ready to continue with ``session.resume()`` (pending approvals are asked again,
     finished tool calls never run again). ``model`` defaults to the one the log used,
-    then to ``default_model``.
+    then to ``default_model``. ``session_id`` is the id of a log made anew (default: a
+    new one).
     """
-    log = store.open(name)
+    log = store.open(name, session_id=session_id)
     try:
         state = log.load()
         session = Session(
