@@ -128,8 +128,9 @@ def run_provenance(
     model: str, params: dict[str, Any], sources: Iterable[tuple[str, str]]
 ) -> dict[str, Any]:
     """How a run was made: ``model``, its ``params``, the ``nbagent`` version, the
-    ``litellm`` version when the kernel had imported it (never imported for this; so a
-    notebook that only replays does not say it), and
+    ``litellm`` version when a response of the run came from it (live; litellm is never
+    imported for this, and a replayed run does not name it: a background title request
+    may have imported it, which says nothing of the run), and
     ``responses``: each model response's ``source`` (``live`` or ``replayed``) and the
     ``fingerprint`` it is recorded under. Parameters that look like secrets (keys,
     tokens, headers) are left out."""
@@ -137,8 +138,9 @@ def run_provenance(
 
     secret = ("key", "token", "secret", "password", "header", "auth")
     params = {k: v for k, v in params.items() if not any(w in k.lower() for w in secret)}
+    sources = list(sources)
     made: dict[str, Any] = {"model": model, "params": params, "nbagent": __version__}
-    if "litellm" in sys.modules:
+    if "litellm" in sys.modules and any(source == "live" for source, _ in sources):
         from importlib.metadata import PackageNotFoundError, version
 
         with contextlib.suppress(PackageNotFoundError):
