@@ -65,7 +65,9 @@ def test_a_page_reloaded_while_a_card_waits_shows_the_final_answer(
         page.wait_for_function(
             "() => !document.querySelector('.lm-TabBar-tab.jp-mod-dirty')", timeout=10_000
         )
-        assert "widget-view+json" in (home / "reload.ipynb").read_text()
+        saved = (home / "reload.ipynb").read_text()
+        assert "widget-view+json" in saved
+        assert "a live run: its transcript replaces this" in saved and "queued" not in saved
 
         page.reload()
         view = page.locator(".nbagent-view")

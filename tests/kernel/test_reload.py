@@ -38,6 +38,9 @@ def test_a_frontend_that_attaches_mid_run_sees_the_final_transcript(
         msg_id = first.execute("%%agent --tools add\nAdd 2 and 3.")
         view = first.wait_for("the live view", lambda: first.views(msg_id))[0]
         first.wait_for("the approval card", lambda: first.pending_card(view))
+        shown = next(m for m in first.for_cell(msg_id) if m["msg_type"] == "display_data")
+        # what a page that saves now keeps beside the view: no stale "queued · 0 tokens"
+        assert "a live run: its transcript replaces this" in shown["content"]["data"]["text/plain"]
         first.client.stop_channels()  # the page reloads: the first frontend is gone
 
         client = first.manager.client()

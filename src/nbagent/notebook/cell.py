@@ -178,7 +178,7 @@ class CellRun:
                 flush_interval=self.flush_interval,
                 text_sync_interval=self.text_sync_interval,
             )
-            placeholder = self.transcript.mimebundle()
+            placeholder = self.transcript.placeholder_bundle()
             placeholder.update(self.view.view_bundle())
             self.handle = display(placeholder, raw=True, display_id=True)
         if "litellm" not in sys.modules and isinstance(self.session.model, LiteLLMModel):

@@ -8,6 +8,7 @@ Markdown and plain emitters and the live view format what it yields.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,11 @@ from .parts import TextPart, TranscriptParts
 from .safe_markdown import markdown_html
 
 MimeBundle = dict[str, Any]
+
+LIVE_PLACEHOLDER = (
+    "a live run: its transcript replaces this when it ends. Saved before the end (the page "
+    "was reloaded or closed)? Run the cell again; %agent history shows the conversation."
+)
 
 
 @dataclass
@@ -362,8 +368,16 @@ class Transcript:
     def to_plain(self) -> str:
         return transcript_plain(self.parts())
 
-    def mimebundle(self) -> MimeBundle:
+    def placeholder_bundle(self) -> MimeBundle:
+        """What a live view's output holds besides the view until the run ends: viewers
+        without the widget (GitHub, nbconvert, a page that saved the notebook after a
+        reload, whose final update never came) read this, not a stale "queued" line."""
+        return self.mimebundle(status_line=LIVE_PLACEHOLDER)
+
+    def mimebundle(self, *, status_line: str | None = None) -> MimeBundle:
         parts = self.parts()
+        if status_line is not None:
+            parts = dataclasses.replace(parts, status_line=status_line)
         return {
             "text/plain": transcript_plain(parts),
             "text/html": transcript_html(parts),
