@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+from jupyter_client.kernelspec import KernelSpecManager
 from nbclient import NotebookClient
 
 from nbagent.testing import Reply, ScriptedServer, call, say, use_tools
@@ -106,7 +107,32 @@ def clean(nb: nbformat.NotebookNode) -> None:
     nb.metadata.pop("widgets", None)
 
 
+def execute(nb: nbformat.NotebookNode, name: str, env: dict[str, Any]) -> None:
+    """Run ``nb`` from the top with nbclient, in this folder, with ``env`` set; the kernel
+    is told which notebook it runs (as JupyterLab tells it)."""
+    env = {**env, "JPY_SESSION_NAME": f"{name}.ipynb", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        NotebookClient(
+            nb,
+            timeout=300,
+            kernel_name="python3",
+            record_timing=False,
+            resources={"metadata": {"path": str(HERE)}},
+        ).execute()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def record(name: str) -> Path:
+    """Record live against the scripted model, then replay once: what is saved is what
+    any later run writes (replayed, in JupyterLab or headless), so running an example
+    leaves ``git status`` clean."""
     path = HERE / f"{name}.ipynb"
     nb = nbformat.read(path, as_version=4)
     for cell in nb.cells:
@@ -114,36 +140,35 @@ def record(name: str) -> Path:
             cell.outputs = []
             cell.execution_count = None
         cell.metadata.pop("execution", None)
+    spec = KernelSpecManager().get_kernel_spec("python3")
+    # What JupyterLab writes when it saves the notebook.
+    nb.metadata["kernelspec"] = {
+        "display_name": spec.display_name, "language": spec.language, "name": "python3",
+    }  # fmt: skip
     with (
         tempfile.TemporaryDirectory(prefix="nbagent-record-") as home,
         ScriptedServer(SCRIPTS[name]) as server,
     ):
-        env: dict[str, Any] = {
+        execute(nb, name, {
             "NBAGENT_API_BASE": server.url,
             "NBAGENT_APPROVE": "all",
             "NBAGENT_REPLAY": "record",  # ignore the recordings the notebook holds now
             "NBAGENT_HOME": home,  # the session logs go here, not in notebooks/.nbagent
             "OPENAI_API_KEY": "sk-recording",
-            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-        }
-        saved = {key: os.environ.get(key) for key in env}
-        os.environ.update(env)
-        try:
-            NotebookClient(
-                nb,
-                timeout=300,
-                kernel_name="python3",
-                record_timing=False,
-                resources={"metadata": {"path": str(HERE)}},
-            ).execute()
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+        })  # fmt: skip
         if server.remaining:
             raise SystemExit(f"{name}: {server.remaining} scripted replies were not used")
+    clean(nb)
+    nbformat.write(nb, path)
+    with tempfile.TemporaryDirectory(prefix="nbagent-replay-") as home:
+        execute(nb, name, {
+            "NBAGENT_API_BASE": "http://127.0.0.1:9/v1",  # nothing listens: replay only
+            "NBAGENT_APPROVE": "all",
+            "NBAGENT_REPLAY": "replay",
+            "NBAGENT_TRUST": "1",
+            "NBAGENT_HOME": home,  # a log made anew takes the session id the outputs name
+            "OPENAI_API_KEY": "sk-recording",
+        })  # fmt: skip
     clean(nb)
     nbformat.validate(nb)
     nbformat.write(nb, path)

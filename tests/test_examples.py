@@ -70,3 +70,39 @@ def test_the_notebook_replays_offline_with_nbval(notebook: Path, tmp_path: Path)
     )
     assert f"{cells} passed" in result.stdout
     print(f"{notebook.name}: nbval replay {elapsed:.1f} s")
+
+
+@pytest.mark.kernel
+def test_running_an_example_again_writes_the_same_file(tmp_path: Path) -> None:
+    """A kernel that is told its notebook (as JupyterLab tells it) replays the quickstart
+    from a fresh checkout (no ``.nbagent/``) and saves exactly the committed file: the
+    transcript, the log each output names (a new log takes the notebook's session id) and
+    the provenance."""
+    from nbclient import NotebookClient
+
+    copy = tmp_path / "quickstart.ipynb"
+    shutil.copy(NOTEBOOKS / "quickstart.ipynb", copy)
+    nb = nbformat.read(copy, as_version=4)
+    env = {
+        "JPY_SESSION_NAME": copy.name,
+        "NBAGENT_API_BASE": "http://127.0.0.1:9/v1",
+        "NBAGENT_REPLAY": "replay",
+        "NBAGENT_APPROVE": "all",
+        "NBAGENT_TRUST": "1",
+        "NBAGENT_HOME": str(tmp_path / ".home"),
+    }
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        NotebookClient(nb, timeout=120, kernel_name="python3", record_timing=False,
+                       resources={"metadata": {"path": str(tmp_path)}}).execute()  # fmt: skip
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    nbformat.write(nb, copy)
+    assert copy.read_text(encoding="utf-8") == (NOTEBOOKS / "quickstart.ipynb").read_text(
+        encoding="utf-8"
+    )

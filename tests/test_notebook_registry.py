@@ -150,3 +150,23 @@ def test_the_transformer_awaits_the_commands_that_start_work_on_the_loop(
         assert shell.transform_cell(f"%agent {line} x").startswith("await ")
     for name in set(COMMANDS) - {line.split()[0] for line in AWAITED}:
         assert not shell.transform_cell(f"%agent {name}").startswith("await ")
+
+
+class _View:
+    def __init__(self) -> None:
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_finished_views_stay_open_until_their_cell_runs_again_or_the_registry_closes() -> None:
+    registry = KernelRegistry()
+    first, again, other = _View(), _View(), _View()
+    registry.keep_view(first, "cell-a")
+    registry.keep_view(other, None)
+    assert not first.closed  # a page reloaded later still gets its final state
+    registry.keep_view(again, "cell-a")  # the cell ran again: its old view goes
+    assert first.closed and not again.closed
+    asyncio.run(registry.aclose())
+    assert again.closed and other.closed

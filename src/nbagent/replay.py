@@ -312,12 +312,24 @@ class ReplayModel:
     """
 
     def __init__(
-        self, inner: Model, book: RecordBook, mode: ReplayMode = "auto", *, trust: bool = False
+        self,
+        inner: Model,
+        book: RecordBook,
+        mode: ReplayMode = "auto",
+        *,
+        trust: bool = False,
+        own_only: bool = False,
     ) -> None:
         self.inner = inner
         self.book = book
         self.mode: ReplayMode = mode
         self.trust = trust
+        self.own_only = own_only
+        """Replay what was read from files and what this model recorded, never what another
+        model sharing the book recorded live (the notebook: another session, the one
+        before ``%agent new``, another ``--api-base``)."""
+        self.recorded: set[str] = set()
+        """Fingerprints this model recorded live."""
 
     @property
     def name(self) -> str:
@@ -325,6 +337,9 @@ class ReplayModel:
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
         return self.inner.cost(prompt_tokens, completion_tokens)
+
+    def _someone_elses(self, fingerprint: str) -> bool:
+        return self.book.trusted(fingerprint) and fingerprint not in self.recorded
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
         # The wrapped model's own parameters change its answers too: they are part of
@@ -338,6 +353,14 @@ class ReplayModel:
         key = RequestKey.of(self.name, keyed)
         if self.mode in ("auto", "replay"):
             hit = self.book.get(key.fingerprint)
+            if hit is not None and self.own_only and self._someone_elses(key.fingerprint):
+                if self.mode == "replay":
+                    raise ReplayError(
+                        "the recording of this request was made live by another session of "
+                        "this kernel, and is not reused (--replay replay); run the cell with "
+                        "--replay auto to go live"
+                    )
+                hit = None
             if hit is not None:
                 for chunk in hit.chunks():
                     yield chunk
@@ -388,4 +411,5 @@ class ReplayModel:
             params=key.params,
         )
         self.book.add(entry, trusted=True)
+        self.recorded.add(key.fingerprint)
         yield Provenance(source="live", fingerprint=key.fingerprint, cost_usd=entry.cost)

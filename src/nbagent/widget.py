@@ -227,6 +227,19 @@ class AgentView(anywidget.AnyWidget):
         else:
             self.send({"type": "ack", "request": request, "ok": True})
 
+    def retire(self) -> None:
+        """The run ended: send the final state and take no more clicks, but stay open, so
+        a page reloaded mid-run (or another frontend that attaches later) still gets the
+        finished transcript from the kernel. The display it was shown in gets the static
+        transcript too, but only pages that knew the display hear of that."""
+        self._sync_all()
+        for timer in (self._timer, self._sync_timer):
+            if timer is not None:
+                timer.cancel()
+        self._timer = self._sync_timer = None
+        self.on_decide = None
+        self.on_stop = None
+
     def close(self) -> None:
         for timer in (self._timer, self._sync_timer):
             if timer is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import queue
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -92,6 +93,42 @@ class Frontend:
     def execute(self, code: str, *, allow_stdin: bool = True) -> str:
         return str(self.client.execute(code, allow_stdin=allow_stdin, stop_on_error=False))
 
+    def execute_cell(self, code: str, cell_id: str) -> str:
+        """Run ``code`` as the notebook cell ``cell_id`` (JupyterLab sends the cell's id)."""
+        content = {
+            "code": code, "silent": False, "store_history": True, "user_expressions": {},
+            "allow_stdin": True, "stop_on_error": False,
+        }  # fmt: skip
+        msg = self.client.session.msg("execute_request", content, metadata={"cellId": cell_id})
+        self.client.shell_channel.send(msg)
+        return str(msg["header"]["msg_id"])
+
+    def saved_outputs(self, msg_id: str) -> list[dict[str, Any]]:
+        """A cell's outputs as JupyterLab saves them in the .ipynb: displays, with each
+        ``update_display_data`` replacing the data and metadata of its display."""
+        outputs: list[dict[str, Any]] = []
+        by_display: dict[str, dict[str, Any]] = {}
+        for m in self.for_cell(msg_id):
+            kind, content = m["msg_type"], m["content"]
+            if kind in ("display_data", "execute_result"):
+                output = {"output_type": kind, "data": content["data"],
+                          "metadata": content.get("metadata", {})}  # fmt: skip
+                if kind == "execute_result":
+                    output["execution_count"] = content.get("execution_count")
+                outputs.append(output)
+                display_id = (content.get("transient") or {}).get("display_id")
+                if display_id:
+                    by_display[display_id] = output
+            elif kind == "update_display_data":
+                target = by_display.get((content.get("transient") or {}).get("display_id"))
+                if target is not None:
+                    target["data"] = content["data"]
+                    target["metadata"] = content.get("metadata", {})
+            elif kind == "stream":
+                outputs.append({"output_type": "stream", "name": content["name"],
+                                "text": content["text"]})  # fmt: skip
+        return outputs
+
     def reply(self, msg_id: str, timeout: float = 60.0) -> Msg:
         deadline = time.monotonic() + timeout
         while True:
@@ -170,6 +207,41 @@ class Frontend:
             )
         )
 
+    def attach_widgets(self, timeout: float = 10.0) -> list[str]:
+        """What a page that opens while the kernel runs does (a reload, a second browser):
+        open a ``jupyter.widget.control`` comm and ask it for every widget's state, as
+        the widget manager of JupyterLab does. Returns the widgets' comm ids."""
+        control = uuid.uuid4().hex
+        session = self.client.session
+        opening = {"comm_id": control, "target_name": "jupyter.widget.control", "data": {}}
+        asking = {"comm_id": control, "data": {"method": "request_states"}}
+        self.client.shell_channel.send(
+            session.msg("comm_open", opening, metadata={"version": "1.0.0"})
+        )
+        self.client.shell_channel.send(session.msg("comm_msg", asking))
+
+        def states() -> dict[str, Any] | None:
+            for m in self.iopub:
+                content = m["content"]
+                if m["msg_type"] == "comm_msg" and content.get("comm_id") == control:
+                    return dict(content["data"].get("states") or {})
+            return None
+
+        found = self.wait_for("the widget states", states, timeout)
+        for comm_id, model in found.items():
+            self.state[comm_id] = dict(model.get("state") or {})
+            self.custom.setdefault(comm_id, [])
+        return list(found)
+
+    def request_state(self, comm_id: str, timeout: float = 10.0) -> dict[str, Any]:
+        """Ask the kernel for a widget's whole state (as a widget manager does) and wait."""
+        self.state[comm_id] = {}
+        msg = self.client.session.msg(
+            "comm_msg", {"comm_id": comm_id, "data": {"method": "request_state"}}
+        )
+        self.client.shell_channel.send(msg)
+        return dict(self.wait_for(f"the state of {comm_id}", lambda: self.state[comm_id], timeout))
+
     def pending_card(self, comm_id: str) -> dict[str, Any] | None:
         for block in self.state[comm_id].get("blocks", []):
             if block.get("kind") == "tool" and block.get("status") == "pending":
@@ -188,10 +260,13 @@ class Frontend:
 
 
 @contextmanager
-def running_kernel(**env: str) -> Iterator[Frontend]:
+def running_kernel(cwd: str | None = None, **env: str) -> Iterator[Frontend]:
+    """A kernel with nbagent loaded; ``cwd`` is its working directory (the notebook's
+    folder, as JupyterLab starts it)."""
     manager = KernelManager(kernel_name="python3")
     manager.kernel_spec  # noqa: B018 - resolve it before start
-    manager.start_kernel(env=kernel_env(**env), extra_arguments=[])
+    options: dict[str, Any] = {"cwd": cwd} if cwd is not None else {}
+    manager.start_kernel(env=kernel_env(**env), extra_arguments=[], **options)
     client = manager.client()
     client.start_channels()
     try:

@@ -18,7 +18,7 @@ from ..errors import NbAgentError, RunFailed, RunStopped
 from ..events import ApprovalRequested, ModelResponded, Provenance, RunFinished
 from ..model import LiteLLMModel, import_litellm
 from ..render import MimeBundle, Transcript
-from ..replay import ReplayModel
+from ..replay import Recorded, ReplayModel
 from ..session import Budget, RunHandle, RunResult, Session, ToolCallRecord, UsageTotals
 from . import recordings
 from .frontend import RunMode
@@ -113,6 +113,7 @@ class CellRun:
         resume: bool = False,
         budget: Budget | None = None,
         model_params: dict[str, Any] | None = None,
+        notebook_known: bool = False,
     ) -> None:
         self.registry = registry
         self.name = name
@@ -142,6 +143,9 @@ class CellRun:
         """Where each response of the run came from (its recording goes in the output)."""
         self.flush_interval = flush_interval
         self.text_sync_interval = text_sync_interval
+        self.notebook_known = notebook_known
+        """The kernel knows its notebook (JupyterLab, VS Code): its sessions folder is the
+        notebook's, and the output names the log."""
 
     # -- callbacks from the view ----------------------------------------------------------
 
@@ -180,7 +184,7 @@ class CellRun:
                 flush_interval=self.flush_interval,
                 text_sync_interval=self.text_sync_interval,
             )
-            placeholder = self.transcript.mimebundle()
+            placeholder = self.transcript.placeholder_bundle()
             placeholder.update(self.view.view_bundle())
             self.handle = display(placeholder, raw=True, display_id=True)
         if "litellm" not in sys.modules and isinstance(self.session.model, LiteLLMModel):
@@ -265,22 +269,40 @@ class CellRun:
 
     def _finish(self, outcome: RunResult | None = None) -> None:
         model = self.session.model
+        recorder = self.registry.recorders.get(self.name)
+        log = None
+        if recorder is not None and self.notebook_known:
+            # The output names its log, so the sessions follow the notebook; a kernel that
+            # does not know its notebook keeps them in a folder that is not the notebook's.
+            path = recorder.log.path
+            log = recordings.log_reference(path.parent.name, path.name, self.session.id)
+        used: list[Recorded] = []
+        results: list[dict[str, Any]] = []
         if isinstance(model, ReplayModel):
             entries = [model.book.get(p.fingerprint) for p in self.provenances]
             used = [entry for entry in entries if entry is not None]
             if used:
                 results = recordings.tool_results(outcome.tool_calls if outcome else ())
-                self.metadata = recordings.output_metadata(self.name, used, results)
                 for record in results:
                     model.book.add_tool_result(record)
-                recorder = self.registry.recorders.get(self.name)
                 if recorder is not None and not recorder.log.closed:
                     # The log keeps them too, for `nbagent pack`.
                     with contextlib.suppress(NbAgentError):
                         recorder.log.recording([entry.to_json() for entry in used])
+        if used or log is not None or self.provenances:
+            inner = getattr(model, "inner", model)
+            made = recordings.run_provenance(
+                model.name, dict(getattr(inner, "params", None) or {}),
+                [(p.source, p.fingerprint) for p in self.provenances],
+            )  # fmt: skip
+            self.metadata = recordings.output_metadata(self.name, used, results, log, made)
         if self.handle is not None:
             self.handle.update(self.transcript.mimebundle(), raw=True, metadata=self.metadata)
-        self._close_view()
+        if self.view is not None:
+            # The view keeps the finished transcript for pages that missed the update.
+            self.view.retire()
+            self.registry.keep_view(self.view, self.tag)
+            self.view = None
 
     def _close_view(self) -> None:
         if self.view is not None:

@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Coroutine
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from IPython.core.error import UsageError
@@ -39,7 +40,7 @@ from ..store import (
     rewind_to_seq,
 )
 from ..tools.notebook import expand_variables, recent_cells
-from . import recordings
+from . import following, recordings
 from .cell import AgentResult, CellRun
 from .frontend import RunMode, batch_run, cell_id, notebook_path, pick_mode
 from .registry import KernelRegistry
@@ -93,7 +94,15 @@ class SessionOpener:
             raise UsageError(str(exc)) from None
 
     def store(self, settings: config.Settings) -> SessionStore:
-        root = default_store_root(notebook_path(self.shell), home=settings.store_dir)
+        notebook = notebook_path(self.shell)
+        root = default_store_root(notebook, home=settings.store_dir)
+        if root not in self.registry.followed:
+            # Once per folder and kernel: a renamed, moved or copied notebook takes its
+            # sessions along (``following``).
+            self.registry.followed.add(root)
+            note = following.adopt(root, notebook, Path.cwd())
+            if note:
+                print(f"nbagent: {note}", file=sys.stderr)
         return SessionStore(root)
 
     # -- a cell ---------------------------------------------------------------------------
@@ -145,7 +154,8 @@ class SessionOpener:
         return CellRun(
             self.registry, name, session, message, mode=mode,
             flush_interval=settings.flush_interval,
-            text_sync_interval=settings.text_sync_interval, **options,
+            text_sync_interval=settings.text_sync_interval,
+            notebook_known=notebook_path(self.shell) is not None, **options,
         )  # fmt: skip
 
     def check_capacity(self, name: str, settings: config.Settings) -> None:
@@ -193,9 +203,13 @@ class SessionOpener:
             })  # fmt: skip
             self.registry.sessions[name] = session
             return session
-        if options.model or options.api_base or options.api_key_env or options.timeout:
-            model = LiteLLMModel(options.model or session.model.name, **connection)
-            session.model = model
+        current = getattr(session.model, "inner", session.model)
+        wanted = options.model or session.model.name
+        reached = {key: getattr(current, key, None) for key in connection}
+        asked = options.model or options.api_base or options.api_key_env or options.timeout
+        if asked and (current.name != wanted or reached != connection):
+            # Another model or server: a new recorder, which replays none of the old one's.
+            session.model = LiteLLMModel(wanted, **connection)
         session.tools.update(tools)
         session.send_images = options.images or settings.send_images
         if options.approve:
@@ -213,9 +227,14 @@ class SessionOpener:
         persistence is off or the folder cannot be written."""
         if settings.persist:
             try:
+                store = self.store(settings)
+                notebook = notebook_path(self.shell)
+                known = None if store.exists(name) else following.recorded_session_id(
+                    notebook, Path.cwd(), name
+                )  # fmt: skip
                 session, recorder, state = restore_session(
-                    self.store(settings), name, model=model, default_model=settings.model,
-                    **options,
+                    store, name, model=model, default_model=settings.model,
+                    session_id=known, **options,
                 )  # fmt: skip
             except SessionLockedError as exc:
                 raise UsageError(str(exc)) from None
@@ -267,7 +286,7 @@ class SessionOpener:
         named in ``recorded`` replay their recorded results instead of running again."""
         model = session.model
         if not isinstance(model, ReplayModel):
-            model = ReplayModel(model, self.book(), mode, trust=settings.trust)
+            model = ReplayModel(model, self.book(), mode, trust=settings.trust, own_only=True)
             session.model = model
         model.mode = mode
         model.trust = settings.trust

@@ -2,8 +2,11 @@
 
 A notebook carries recorded model responses (``nbagent.replay.Recorded``) in two places:
 
-- each ``%%agent`` cell's output metadata, ``{"nbagent": {"schema", "session",
-  "recording": [entry, ...], "tool_results": [record, ...]}}``: what that cell's run used;
+- each ``%%agent`` cell's output metadata, ``{"nbagent": {"schema", "session", "log",
+  "recording": [entry, ...], "tool_results": [record, ...]}}``: what that cell's run used,
+  and ``log`` = ``{"folder", "file", "session_id"}``, the session log it continued (the
+  folder under ``.nbagent/``), so that a renamed, moved or copied notebook finds its
+  sessions again (``nbagent.notebook.following``);
 - the notebook metadata, ``{"nbagent": {"schema", "recordings": [entry, ...]}}``: what
   ``nbagent pack`` copied from a session's log.
 
@@ -15,6 +18,7 @@ else every notebook of its working directory (nbclient and nbval do not say whic
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -100,18 +104,83 @@ def kernel_book(notebook: str | None) -> RecordBook:
 
 
 def output_metadata(
-    session: str, used: list[Recorded], tool_results: list[dict[str, Any]]
+    session: str,
+    used: list[Recorded],
+    tool_results: list[dict[str, Any]],
+    log: dict[str, str] | None = None,
+    provenance: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The metadata of an agent cell's final output: the entries its run used and the
-    results of its tool calls (served again by ``--recorded-tools``)."""
-    return {
-        KEY: {
-            "schema": SCHEMA,
-            "session": session,
-            "recording": [entry.to_json() for entry in used],
-            "tool_results": tool_results,
-        }
-    }
+    """The metadata of an agent cell's final output: the session log it continued (see
+    :func:`log_reference`), how the run was made (see :func:`run_provenance`), the entries
+    its run used and the results of its tool calls (served again by ``--recorded-tools``)."""
+    meta: dict[str, Any] = {"schema": SCHEMA, "session": session}
+    if log is not None:
+        meta["log"] = log
+    if provenance is not None:
+        meta["provenance"] = provenance
+    if used:
+        meta["recording"] = [entry.to_json() for entry in used]
+        meta["tool_results"] = tool_results
+    return {KEY: meta}
+
+
+def run_provenance(
+    model: str, params: dict[str, Any], sources: Iterable[tuple[str, str]]
+) -> dict[str, Any]:
+    """How a run was made: ``model``, its ``params``, the ``nbagent`` version, the
+    ``litellm`` version when a response of the run came from it (live; litellm is never
+    imported for this, and a replayed run does not name it: a background title request
+    may have imported it, which says nothing of the run), and
+    ``responses``: each model response's ``source`` (``live`` or ``replayed``) and the
+    ``fingerprint`` it is recorded under. Parameters that look like secrets (keys,
+    tokens, headers) are left out."""
+    from .._version import __version__
+
+    secret = ("key", "token", "secret", "password", "header", "auth")
+    params = {k: v for k, v in params.items() if not any(w in k.lower() for w in secret)}
+    sources = list(sources)
+    made: dict[str, Any] = {"model": model, "params": params, "nbagent": __version__}
+    if "litellm" in sys.modules and any(source == "live" for source, _ in sources):
+        from importlib.metadata import PackageNotFoundError, version
+
+        with contextlib.suppress(PackageNotFoundError):
+            made["litellm"] = version("litellm")
+    made["responses"] = [{"source": src, "fingerprint": fp} for src, fp in sources]
+    return made
+
+
+def log_reference(folder: str, file: str, session_id: str) -> dict[str, str]:
+    """How an output names its session log: the store folder (``.nbagent/<folder>/``, the
+    notebook's name when it ran), the log's file name and the session's id."""
+    return {"folder": folder, "file": file, "session_id": session_id}
+
+
+def log_references(notebook: NotebookJson) -> list[dict[str, str]]:
+    """The session logs a notebook's agent cells name, in cell order, without repeats."""
+    found: list[dict[str, str]] = []
+    for cell in notebook.get("cells") or ():
+        for output in cell.get("outputs") or ():
+            log = ((output.get("metadata") or {}).get(KEY) or {}).get("log")
+            if (
+                isinstance(log, dict)
+                and all(isinstance(log.get(k), str) for k in ("folder", "file", "session_id"))
+                and log not in found
+            ):
+                found.append({k: log[k] for k in ("folder", "file", "session_id")})
+    return found
+
+
+def agent_cell_ids(notebook: NotebookJson) -> list[str]:
+    """The ids of the notebook's ``%%agent`` cells (a session log tags each run with the
+    id of the cell that started it)."""
+    ids = []
+    for cell in notebook.get("cells") or ():
+        source = cell.get("source") or ""
+        text = "".join(source) if isinstance(source, list) else str(source)
+        agent = cell.get("cell_type") == "code" and text.lstrip().startswith("%%agent")
+        if agent and isinstance(cell.get("id"), str):
+            ids.append(cell["id"])
+    return ids
 
 
 def tool_results(calls: Iterable[Any]) -> list[dict[str, Any]]:

@@ -12,7 +12,8 @@ import asyncio
 import atexit
 import contextlib
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..replay import RecordBook
 from ..session import RunResult, Session
@@ -29,6 +30,15 @@ EXIT_TIMEOUT_S = 3.0
 """How long closing may hold up the interpreter's exit (a frontend kills it soon after)."""
 
 BUSY_STATES = ("running", "awaiting_approval", "cancelling")
+
+MAX_FINISHED_VIEWS = 100
+"""Finished live views kept open (the oldest closes first; a re-run cell closes its own)."""
+
+
+class FinishedView(Protocol):
+    """A live view whose run ended (``nbagent.widget.AgentView`` after ``retire``)."""
+
+    def close(self) -> None: ...
 
 
 class KernelRegistry:
@@ -52,6 +62,11 @@ class KernelRegistry:
         """The recordings of this notebook's agent cells, by request fingerprint."""
         self.mcp: McpManager | None = None
         """The kernel's MCP servers, made on first use."""
+        self.views: dict[str, FinishedView] = {}
+        """Finished live views by cell id (or run), kept so that a page reloaded during a
+        run shows its final transcript: it gets widget state, never the final display."""
+        self.followed: set[Path] = set()
+        """Store folders already checked for sessions left under another notebook name."""
         self.tasks: set[asyncio.Task[Any]] = set()
         """Runs that outlive their cell and sessions being closed."""
         self._retired: list[Session] = []
@@ -99,6 +114,21 @@ class KernelRegistry:
             return
         self.own(session.aclose(), f"nbagent-close-{name}")
 
+    def keep_view(self, view: FinishedView, key: str | None) -> None:
+        """Keep a finished view open; the cell's previous one (same key) closes."""
+        old = self.views.pop(key or f"run-{id(view)}", None)
+        if old is not None and old is not view:
+            _close_quietly(old)
+        self.views[key or f"run-{id(view)}"] = view
+        while len(self.views) > MAX_FINISHED_VIEWS:
+            _close_quietly(self.views.pop(next(iter(self.views))))
+
+    def close_views(self) -> None:
+        views = list(self.views.values())
+        self.views.clear()
+        for view in views:
+            _close_quietly(view)
+
     # -- closing --------------------------------------------------------------------------
 
     async def aclose(self) -> None:
@@ -114,6 +144,7 @@ class KernelRegistry:
             await asyncio.wait(set(self.tasks), timeout=CLOSE_TIMEOUT_S)
             for task in self.tasks:
                 task.cancel()
+        self.close_views()
         closing = [r.aclose() for r in self.recorders.values()]
         if self.mcp is not None:
             closing.append(self.mcp.aclose())
@@ -127,6 +158,7 @@ class KernelRegistry:
         sessions are left to the loop's end (nothing can stop them without it)."""
         self._closed = True
         atexit.unregister(self.close_at_exit)
+        self.views.clear()  # no loop: the comms die with the kernel
         for recorder in self.recorders.values():
             try:
                 recorder.close_now()
@@ -179,6 +211,11 @@ class KernelRegistry:
             await asyncio.wait_for(self.aclose(), timeout)
         except Exception:  # a timeout included
             self.close_now()
+
+
+def _close_quietly(view: FinishedView) -> None:
+    with contextlib.suppress(Exception):
+        view.close()
 
 
 _closing: set[asyncio.Task[None]] = set()

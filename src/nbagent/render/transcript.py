@@ -8,6 +8,7 @@ Markdown and plain emitters and the live view format what it yields.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,11 @@ from .parts import TextPart, TranscriptParts
 from .safe_markdown import markdown_html
 
 MimeBundle = dict[str, Any]
+
+LIVE_PLACEHOLDER = (
+    "a live run: its transcript replaces this when it ends. Saved before the end (the page "
+    "was reloaded or closed)? Run the cell again; %agent history shows the conversation."
+)
 
 
 @dataclass
@@ -140,6 +146,10 @@ class Transcript:
         self.finished_at: float | None = None
         self.decider = "you"
         """Who answers approval requests (a headless run answers by policy)."""
+        self.responses = 0
+        """Model responses so far."""
+        self.replayed = 0
+        """Of those, how many were served from a recording."""
 
     # -- building --------------------------------------------------------------------------
 
@@ -161,6 +171,10 @@ class Transcript:
             if isinstance(last, TextBlock):
                 last.closed = True
             self.turns = event.turn
+            self.responses += 1
+            if event.provenance is not None and event.provenance.source == "replayed":
+                self.replayed += 1
+                return "status"
             return None
         if isinstance(event, ToolCallProposed):
             call = event.call
@@ -276,8 +290,10 @@ class Transcript:
     def status_line(self) -> str:
         """``completed · 2 turns · 1,234 tokens · $0.0012`` (plain text).
 
-        The saved output holds no wall-clock time, so a replayed notebook reproduces it
-        exactly (nbval); the live view shows the elapsed time."""
+        The saved output holds no wall-clock time and does not say whether the responses
+        were replayed, so a notebook run live and saved reproduces it exactly when replayed
+        (nbval); the live view shows the elapsed time and :meth:`replay_note`, and the
+        output metadata each response's source."""
         parts = [self.state_label]
         if self.turns:
             parts.append(f"{self.turns} turn{'s' if self.turns != 1 else ''}")
@@ -286,6 +302,15 @@ class Transcript:
             parts.append(self.context_note())
         parts.append(format_cost(self.cost_usd, self.cost_known))
         return " · ".join(parts)
+
+    def replay_note(self) -> str:
+        """``replayed`` when every response came from a recording, ``1 of 2 responses
+        replayed`` when some did, empty when none did."""
+        if not self.replayed:
+            return ""
+        if self.replayed == self.responses:
+            return "replayed"
+        return f"{self.replayed} of {self.responses} responses replayed"
 
     def context_note(self) -> str:
         """``context ~1,234 tokens``, or empty when the size is not known."""
@@ -302,7 +327,10 @@ class Transcript:
         """The status as the live view gets it; ``label`` and ``details`` are its status
         line around the elapsed time, which the page keeps ticking."""
         cost = format_cost(self.cost_usd, self.cost_known)
-        details = [f"{self.total_tokens:,} tokens", self.context_note(), cost, self.model]
+        details = [
+            f"{self.total_tokens:,} tokens", self.context_note(), cost, self.model,
+            self.replay_note(),
+        ]  # fmt: skip
         return {
             "state": self.state,
             "status": self.status,
@@ -311,6 +339,7 @@ class Transcript:
             "model": self.model,
             "session": self.session,
             "turns": self.turns,
+            "replayed": self.replayed,
             "tokens": self.total_tokens,
             "context_tokens": max(0, self.context_tokens),
             "cost": cost,
@@ -345,8 +374,16 @@ class Transcript:
     def to_plain(self) -> str:
         return transcript_plain(self.parts())
 
-    def mimebundle(self) -> MimeBundle:
+    def placeholder_bundle(self) -> MimeBundle:
+        """What a live view's output holds besides the view until the run ends: viewers
+        without the widget (GitHub, nbconvert, a page that saved the notebook after a
+        reload, whose final update never came) read this, not a stale "queued" line."""
+        return self.mimebundle(status_line=LIVE_PLACEHOLDER)
+
+    def mimebundle(self, *, status_line: str | None = None) -> MimeBundle:
         parts = self.parts()
+        if status_line is not None:
+            parts = dataclasses.replace(parts, status_line=status_line)
         return {
             "text/plain": transcript_plain(parts),
             "text/html": transcript_html(parts),

@@ -93,6 +93,7 @@ def restore_session(
     default_model: str = DEFAULT_MODEL,
     titles: bool = False,
     aux_model: Model | None = None,
+    session_id: str | None = None,
     **session_options: Any,
 ) -> tuple[Session, SessionRecorder, LogState]:
     """Open (or create) session ``name`` from its log and record it from now on.
@@ -101,9 +102,10 @@ def restore_session(
     is ready to continue with ``session.resume()`` (pending approvals are asked again,
     finished tool calls never run again). ``model`` defaults to the one the log used,
     then to ``default_model``. ``titles`` gives the log a title after the first run (from
-    the prompt's words, or from ``aux_model`` when one is given).
+    the prompt's words, or from ``aux_model`` when one is given). ``session_id`` is the id
+    of a log made anew (default: a new one).
     """
-    log = store.open(name)
+    log = store.open(name, session_id=session_id)
     try:
         state = log.load()
         session = Session(
