@@ -27,6 +27,7 @@ from .events import (
     ErrorOccurred,
     Event,
     ModelResponded,
+    Provenance,
     ReasoningDelta,
     Retrying,
     RunFinished,
@@ -252,6 +253,8 @@ class Conversation:
     """Calls of the current run that started and have not finished (id -> tool name)."""
     partial: list[str] = field(default_factory=list)
     """Text streamed since the last complete response of the current run."""
+    provenance: Provenance | None = None
+    """Where the latest complete response came from (its calls' trust on resume)."""
 
     def apply(self, event: Event) -> None:
         """Fold one event into the state."""
@@ -271,6 +274,7 @@ class Conversation:
             case ModelResponded():
                 self.messages.append(cast(ChatMessage, event.message))
                 self.partial.clear()
+                self.provenance = event.provenance
             case ApprovalRequested():
                 self.pending[event.tool_call_id] = event
             case ApprovalDecided():

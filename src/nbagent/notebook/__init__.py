@@ -8,6 +8,7 @@
 | ``tool_specs`` | ``--tools a,b,notebook`` → the ``Tool`` objects |
 | ``cell`` | ``CellRun``: one ``%%agent`` cell's run, its ``AgentResult`` and errors |
 | ``recordings`` | the recording format inside the .ipynb, read and written in one place |
+| ``trust`` | trusted notebooks on this machine: hashes of their recordings (``nbagent trust``) |
 | ``commands`` | the ``%agent`` line commands: one table, name → handler and usage |
 | ``diagnostics`` | the commands that inspect the set-up: ``tools``, ``doctor``, ``mcp`` |
 

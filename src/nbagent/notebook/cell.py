@@ -11,14 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import sys
 from typing import TYPE_CHECKING, Any
 
 from ..errors import NbAgentError, RunFailed, RunStopped
-from ..events import ApprovalRequested, ModelResponded, Provenance, RunFinished
+from ..events import (
+    ApprovalDecided,
+    ApprovalRequested,
+    ModelResponded,
+    Provenance,
+    RecordedDecision,
+    RunFinished,
+)
 from ..model import LiteLLMModel, import_litellm
 from ..render import MimeBundle, Transcript
-from ..replay import ReplayModel
+from ..replay import Recorded, ReplayModel, arguments_digest
 from ..session import RunHandle, RunResult, Session, ToolCallRecord, UsageTotals
 from . import recordings
 from .frontend import RunMode
@@ -36,6 +44,14 @@ HEADLESS_DENIAL = (
 )
 
 
+def _parsed(arguments: Any) -> dict[str, Any]:
+    import json
+
+    try:
+        value = json.loads(arguments) if isinstance(arguments, str) else arguments
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 class AgentResult:
@@ -136,6 +152,10 @@ class CellRun:
         self.metadata: dict[str, Any] = {}
         self.provenances: list[Provenance] = []
         """Where each response of the run came from (its recording goes in the output)."""
+        self.decisions: list[dict[str, RecordedDecision]] = []
+        """For each of those responses: how its calls were decided, by tool call id."""
+        self.calls: list[tuple[str, ...]] = []
+        """For each of those responses: its tool call ids, in order."""
         self.flush_interval = flush_interval
         self.text_sync_interval = text_sync_interval
 
@@ -236,6 +256,10 @@ class CellRun:
                 feed(event)
                 if isinstance(event, ModelResponded) and event.provenance is not None:
                     self.provenances.append(event.provenance)
+                    self.calls.append(tuple(call.id for call in event.tool_calls))
+                    self.decisions.append({})
+                elif isinstance(event, ApprovalDecided):
+                    self._keep_decision(event)
                 if headless and isinstance(event, ApprovalRequested):
                     self._deny_headless(event)
                 elif isinstance(event, RunFinished):
@@ -252,6 +276,41 @@ class CellRun:
         self.registry.last_runs[self.name] = outcome
         return result
 
+    def _keep_decision(self, event: ApprovalDecided) -> None:
+        """Keep a decision with the response that proposed the call (the latest one that
+        has a call of that id), to record it with that response."""
+        for ids, decided in zip(reversed(self.calls), reversed(self.decisions), strict=True):
+            if event.tool_call_id in ids:
+                rule = self.session.policy.rules[-1] if event.scope == "rule" else None
+                decided[event.tool_call_id] = RecordedDecision(
+                    name=event.name,
+                    arguments="",  # filled from the entry's call when recorded
+                    approved=event.approved,
+                    scope=event.scope,
+                    decided_by=event.decided_by,
+                    reason=event.reason,
+                    rule={"tool": rule.tool, "arguments": dict(rule.arguments)} if rule else None,
+                )
+                return
+
+    def _with_decisions(self, index: int, entry: Recorded) -> Recorded:
+        """``entry`` with the decisions this run made on its calls."""
+        decided = self.decisions[index]
+        ids = self.calls[index]
+        out: list[dict[str, Any] | None] = []
+        for position, call in enumerate(entry.tool_calls):
+            found = decided.get(ids[position]) if position < len(ids) else None
+            if found is None:
+                out.append(None)
+                continue
+            arguments = _parsed(call.get("arguments"))
+            out.append(dataclasses.asdict(
+                dataclasses.replace(found, arguments=arguments_digest(arguments))
+            ))  # fmt: skip
+        if not any(out):
+            out = []
+        return entry if out == entry.decisions else dataclasses.replace(entry, decisions=out)
+
     def _deny_headless(self, event: ApprovalRequested) -> None:
         reason = f"{HEADLESS_DENIAL}; {event.note}" if event.note else HEADLESS_DENIAL
         with contextlib.suppress(NbAgentError):
@@ -260,8 +319,15 @@ class CellRun:
     def _finish(self, outcome: RunResult | None = None) -> None:
         model = self.session.model
         if isinstance(model, ReplayModel):
-            entries = [model.book.get(p.fingerprint) for p in self.provenances]
-            used = [entry for entry in entries if entry is not None]
+            used: list[Recorded] = []
+            for index, provenance in enumerate(self.provenances):
+                entry = model.book.get(provenance.fingerprint)
+                if entry is None:
+                    continue
+                entry = self._with_decisions(index, entry)
+                if provenance.source == "live":
+                    model.book.add(entry, trusted=True)  # its decisions replay here too
+                used.append(entry)
             if used:
                 results = recordings.tool_results(outcome.tool_calls if outcome else ())
                 self.metadata = recordings.output_metadata(self.name, used, results)
