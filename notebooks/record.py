@@ -6,6 +6,12 @@ answers with the replies below), and saved with its outputs. The ``%%agent`` cel
 then carry the recordings that let anyone re-run the notebook offline, without a key
 (``pytest --nbval notebooks/quickstart.ipynb``).
 
+Tool calls that ask are approved by a scripted person (``CellRun.scripted_person``: it
+clicks **Approve** on every card), so each call's recorded decision is a person's, as
+when you run the notebook in JupyterLab and click: a trusted replay decides the same
+(``NBAGENT_TRUST=1 pytest --nbval notebooks/quickstart.ipynb``). Read-only tools run
+without asking.
+
 The notebooks' cells are the source of truth: edit them in Jupyter, adjust the scripted
 replies here if the conversation changed, and run this script. To record with a real model
 instead, run the notebook live with ``NBAGENT_REPLAY=record`` (or ``%%agent --replay
@@ -23,6 +29,7 @@ from typing import Any
 
 import nbformat
 from nbclient import NotebookClient
+from nbformat.v4 import new_code_cell
 
 from nbagent.testing import Reply, ScriptedServer, call, say, use_tools
 
@@ -101,9 +108,20 @@ def clean(nb: nbformat.NotebookNode) -> None:
     """Drop what changes between runs and says nothing: execution timings."""
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
+        if cell.get("execution_count"):
+            cell.execution_count -= 1  # the hidden first cell took number 1
         for output in cell.get("outputs", ()):
+            if output.get("execution_count"):
+                output.execution_count -= 1
             output.get("metadata", {}).pop("execution", None)
     nb.metadata.pop("widgets", None)
+
+
+PERSON = """\
+from nbagent.notebook.cell import CellRun
+CellRun.scripted_person = staticmethod(lambda request: "approve")
+"""
+"""A hidden first cell: the scripted person who clicks Approve (removed before saving)."""
 
 
 def record(name: str) -> Path:
@@ -120,7 +138,6 @@ def record(name: str) -> Path:
     ):
         env: dict[str, Any] = {
             "NBAGENT_API_BASE": server.url,
-            "NBAGENT_APPROVE": "all",
             "NBAGENT_REPLAY": "record",  # ignore the recordings the notebook holds now
             "NBAGENT_HOME": home,  # the session logs go here, not in notebooks/.nbagent
             "OPENAI_API_KEY": "sk-recording",
@@ -128,6 +145,7 @@ def record(name: str) -> Path:
         }
         saved = {key: os.environ.get(key) for key in env}
         os.environ.update(env)
+        nb.cells.insert(0, new_code_cell(PERSON))
         try:
             NotebookClient(
                 nb,
@@ -137,6 +155,7 @@ def record(name: str) -> Path:
                 resources={"metadata": {"path": str(HERE)}},
             ).execute()
         finally:
+            nb.cells.pop(0)
             for key, value in saved.items():
                 if value is None:
                     os.environ.pop(key, None)

@@ -63,9 +63,9 @@ class AllowRule:
 
 
 UNTRUSTED_REPLAY = (
-    "replayed from a recording made elsewhere; it is not read-only, so it runs only if "
-    "you trust the notebook: `nbagent trust NOTEBOOK.ipynb` (then restart the kernel), or "
-    "NBAGENT_TRUST=1 for one run"
+    "it was replayed from a recording made elsewhere and is not read-only, so it runs only "
+    "if you trust the notebook: `nbagent trust NOTEBOOK.ipynb` (then restart the kernel), "
+    "or NBAGENT_TRUST=1 for one run"
 )
 
 

@@ -13,7 +13,8 @@ import asyncio
 import contextlib
 import dataclasses
 import sys
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import NbAgentError, RunFailed, RunStopped
 from ..events import (
@@ -115,6 +116,11 @@ class AgentResult:
 class CellRun:
     """Run one prompt in a session and show it in the cell."""
 
+    scripted_person: ClassVar[Callable[[ApprovalRequested], Action] | None] = None
+    """For recording scripts (``notebooks/record.py``): in a headless run, a stand-in for
+    the person who clicks. Its decisions count as the person's: the transcript says
+    "approved by you" and the recording keeps them, as a run with real clicks would."""
+
     def __init__(
         self,
         registry: KernelRegistry,
@@ -144,7 +150,7 @@ class CellRun:
             model=session.model.name,
             session=name,
         )
-        if mode == "headless":
+        if mode == "headless" and self.scripted_person is None:
             self.transcript.decider = "the headless run"
         self.view: AgentView | None = None
         self.handle: Any = None
@@ -282,12 +288,17 @@ class CellRun:
         for ids, decided in zip(reversed(self.calls), reversed(self.decisions), strict=True):
             if event.tool_call_id in ids:
                 rule = self.session.policy.rules[-1] if event.scope == "rule" else None
+                # a headless run's denial of an `ask` is nobody's decision: at replay the
+                # policy of the day decides again
+                nobody = (
+                    self.mode == "headless" and not event.recorded and self.scripted_person is None
+                )
                 decided[event.tool_call_id] = RecordedDecision(
                     name=event.name,
                     arguments="",  # filled from the entry's call when recorded
                     approved=event.approved,
                     scope=event.scope,
-                    decided_by=event.decided_by,
+                    decided_by="policy" if nobody else event.decided_by,
                     reason=event.reason,
                     rule={"tool": rule.tool, "arguments": dict(rule.arguments)} if rule else None,
                 )
@@ -312,6 +323,11 @@ class CellRun:
         return entry if out == entry.decisions else dataclasses.replace(entry, decisions=out)
 
     def _deny_headless(self, event: ApprovalRequested) -> None:
+        person = type(self).scripted_person
+        if person is not None:
+            with contextlib.suppress(NbAgentError):
+                self.decide(event.tool_call_id, person(event))
+            return
         reason = f"{HEADLESS_DENIAL}; {event.note}" if event.note else HEADLESS_DENIAL
         with contextlib.suppress(NbAgentError):
             self.session.deny(event.tool_call_id, reason=reason)

@@ -177,7 +177,9 @@ class Transcript:
         if isinstance(event, ApprovalDecided):
             card = self._card(event.tool_call_id)
             card.status = "approved" if event.approved else "denied"
-            who = self.decider if event.decided_by == "user" else "policy"
+            # a decision replayed from a recording was the recording person's: "you"
+            decider = "you" if event.recorded else self.decider
+            who = decider if event.decided_by == "user" else "policy"
             verb = "approved" if event.approved else "denied"
             always = " (always, for this session)" if event.scope != "call" else ""
             card.decision = f"{verb} by {who}{always}" + (
