@@ -150,7 +150,7 @@ class CellRun:
             model=session.model.name,
             session=name,
         )
-        if mode == "headless" and self.scripted_person is None:
+        if mode == "headless" and CellRun.scripted_person is None:
             self.transcript.decider = "the headless run"
         self.view: AgentView | None = None
         self.handle: Any = None
@@ -291,7 +291,9 @@ class CellRun:
                 # a headless run's denial of an `ask` is nobody's decision: at replay the
                 # policy of the day decides again
                 nobody = (
-                    self.mode == "headless" and not event.recorded and self.scripted_person is None
+                    self.mode == "headless"
+                    and not event.recorded
+                    and CellRun.scripted_person is None
                 )
                 decided[event.tool_call_id] = RecordedDecision(
                     name=event.name,
@@ -323,7 +325,7 @@ class CellRun:
         return entry if out == entry.decisions else dataclasses.replace(entry, decisions=out)
 
     def _deny_headless(self, event: ApprovalRequested) -> None:
-        person = type(self).scripted_person
+        person = CellRun.scripted_person
         if person is not None:
             with contextlib.suppress(NbAgentError):
                 self.decide(event.tool_call_id, person(event))
