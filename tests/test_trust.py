@@ -230,7 +230,7 @@ async def test_resume_after_a_kernel_death_keeps_the_untrusted_flag(tmp_path: Pa
         child.send_signal(signal.SIGKILL)
         child.wait()
     # resumed in a new kernel that allows every call by policy: the replayed call asks
-    session, recorder, state = restore_session(
+    session, recorder, _ = restore_session(
         SessionStore(tmp_path / "store"), "s", model=ScriptedModel(), tools=[write, look],
         approval="all",
     )  # fmt: skip
@@ -300,10 +300,9 @@ def test_the_pytest_plugin_is_declared_and_names_the_notebook() -> None:
 
 async def test_recorded_decision_shape_round_trips() -> None:
     first, _ = await entries("a.txt")
-    entry = with_decisions(first, decision("a.txt", scope="rule",
-                                           rule={"tool": "write", "arguments": {"path": "*.txt"}}))  # fmt: skip
+    rule = {"tool": "write", "arguments": {"path": "*.txt"}}
+    entry = with_decisions(first, decision("a.txt", scope="rule", rule=rule))
     again = Recorded.from_json(json.loads(json.dumps(entry.to_json())), "here")
     (recorded,) = again.recorded_decisions()
-    assert isinstance(recorded, RecordedDecision) and recorded.rule == {
-        "tool": "write", "arguments": {"path": "*.txt"}}  # fmt: skip
+    assert isinstance(recorded, RecordedDecision) and recorded.rule == rule
     assert again.digest() == entry.digest() != first.digest()
