@@ -306,3 +306,23 @@ async def test_recorded_decision_shape_round_trips() -> None:
     (recorded,) = again.recorded_decisions()
     assert isinstance(recorded, RecordedDecision) and recorded.rule == rule
     assert again.digest() == entry.digest() != first.digest()
+
+
+def test_trust_set_after_the_recordings_were_read_does_not_apply(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nbagent.config import NBAgent
+    from nbagent.notebook.opening import SessionOpener
+    from nbagent.notebook.registry import KernelRegistry
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NBAGENT_RECORDINGS", str(notebook(tmp_path / "nb.ipynb", Recorded(
+        fingerprint="f", model="m", text="hi"))))  # fmt: skip
+    opener = SessionOpener(None, NBAgent(), KernelRegistry())
+    book = opener.book(trust=False)
+    (entry,) = book.entries()
+    assert not book.trusted(entry)
+    # a code cell sets NBAGENT_TRUST / %config NBAgent.trust mid-run: it says so, once
+    assert opener.book(trust=True) is book and not book.trusted(entry)
+    assert opener.book(trust=True) is book
+    assert capsys.readouterr().err.count("does not apply to them") == 1
