@@ -14,8 +14,8 @@ from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
 
 from nbagent.notebook.recordings import read_notebook
-from test_examples import plugin_option
 from nbagent.testing import ScriptedServer, call, say, use_tools
+from test_examples import plugin_option
 
 pytestmark = pytest.mark.kernel  # nbclient and nbval run real kernels
 
