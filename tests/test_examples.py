@@ -43,6 +43,19 @@ def test_the_committed_notebook_holds_recordings_and_no_secrets(notebook: Path) 
         assert "execution" not in cell.metadata
         if cell.cell_type == "code":
             assert cell.execution_count is not None, cell.source
+    # every call that asks was approved by a person when recorded, and that is recorded
+    decided = [
+        (d["name"], d["decided_by"], d["approved"])
+        for cell in nb.cells
+        for output in cell.get("outputs", ())
+        for entry in output.get("metadata", {}).get("nbagent", {}).get("recording", ())
+        for d in entry.get("decisions", ())
+        if d is not None
+    ]
+    asks = {"quickstart": "add", "data-analysis": "run_python",
+            "mcp-tools": "mcp__time__convert_time"}  # fmt: skip
+    assert (asks[notebook.stem], "user", True) in decided
+    assert all(by == "user" or name == "describe" for name, by, _ in decided)
 
 
 def nbval(copy: Path, **env: str) -> subprocess.CompletedProcess[str]:

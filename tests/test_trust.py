@@ -326,3 +326,16 @@ def test_trust_set_after_the_recordings_were_read_does_not_apply(
     assert opener.book(trust=True) is book and not book.trusted(entry)
     assert opener.book(trust=True) is book
     assert capsys.readouterr().err.count("does not apply to them") == 1
+
+
+async def test_a_recorded_rule_decision_replays_its_rule() -> None:
+    first, second, last = await entries("data/a.txt", "data/b.txt")
+    rule = {"tool": "write", "arguments": {"path": "data/*"}}
+    recorded = decision("data/a.txt", scope="rule", rule=rule)
+    book = RecordBook([with_decisions(first, recorded), second, last], trusted=True,
+                      source="nb.ipynb")  # fmt: skip
+    events = await replay(book)
+    decided = of_type(events, ApprovalDecided)
+    assert decided[0].rule == rule and decided[0].scope == "rule"
+    assert decided[1].decided_by == "policy" and "matches the rule" in (decided[1].reason or "")
+    assert ran == ["data/a.txt", "data/b.txt"]

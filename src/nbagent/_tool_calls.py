@@ -202,6 +202,11 @@ class ToolRunner:
                 decided_by=decision.decided_by,
                 reason=decision.reason,
                 recorded=decision.recorded,
+                rule=(
+                    {"tool": decision.rule.tool, "arguments": dict(decision.rule.arguments)}
+                    if decision.rule is not None and decision.scope == "rule"
+                    else None
+                ),
             )
         )
         if not decision.approved:

@@ -205,6 +205,8 @@ class ApprovalDecided:
     recorded: bool = False
     """The decision was replayed from a trusted recording: the person who recorded the
     call made it (the transcript reads the same whoever replays it)."""
+    rule: dict[str, Any] | None = None
+    """The allow rule of a ``rule`` decision: ``{"tool", "arguments"}``."""
     kind: Literal["approval_decided"] = "approval_decided"
 
 

@@ -287,7 +287,6 @@ class CellRun:
         has a call of that id), to record it with that response."""
         for ids, decided in zip(reversed(self.calls), reversed(self.decisions), strict=True):
             if event.tool_call_id in ids:
-                rule = self.session.policy.rules[-1] if event.scope == "rule" else None
                 # a headless run's denial of an `ask` is nobody's decision: at replay the
                 # policy of the day decides again
                 nobody = (
@@ -302,7 +301,7 @@ class CellRun:
                     scope=event.scope,
                     decided_by="policy" if nobody else event.decided_by,
                     reason=event.reason,
-                    rule={"tool": rule.tool, "arguments": dict(rule.arguments)} if rule else None,
+                    rule=event.rule,
                 )
                 return
 
