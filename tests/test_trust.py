@@ -339,3 +339,20 @@ async def test_a_recorded_rule_decision_replays_its_rule() -> None:
     assert decided[0].rule == rule and decided[0].scope == "rule"
     assert decided[1].decided_by == "policy" and "matches the rule" in (decided[1].reason or "")
     assert ran == ["data/a.txt", "data/b.txt"]
+
+
+def test_the_card_of_an_untrusted_replayed_call_says_so_while_it_waits() -> None:
+    from nbagent.approval import UNTRUSTED_REPLAY
+    from nbagent.render import Transcript
+
+    transcript = Transcript(prompt="go", model="m", session="s")
+    proposed = nbagent.ToolCall(id="c", name="write", arguments={"path": "a"},
+                                arguments_json='{"path": "a"}')  # fmt: skip
+    transcript.add(nbagent.ToolCallProposed(run_id="r", call=proposed))
+    transcript.add(ApprovalRequested(run_id="r", tool_call_id="c", name="write",
+                                     arguments={"path": "a"}, read_only=False,
+                                     note=UNTRUSTED_REPLAY))  # fmt: skip
+    assert "replayed from a recording made elsewhere" in transcript.mimebundle()["text/plain"]
+    transcript.add(ApprovalDecided(run_id="r", tool_call_id="c", name="write", approved=True,
+                                   scope="call", decided_by="user"))  # fmt: skip
+    assert "made elsewhere" not in transcript.mimebundle()["text/plain"]  # the same saved

@@ -173,6 +173,7 @@ class Transcript:
             card.status = "pending"
             card.read_only = event.read_only
             card.preview = event.preview
+            card.note = event.note
             return "blocks"
         if isinstance(event, ApprovalDecided):
             card = self._card(event.tool_call_id)
