@@ -87,11 +87,17 @@ def notebook_trusted(path: str | Path) -> bool:
     return trust_store.is_trusted(recordings_digest(_load(path)))
 
 
-def add_notebook(book: RecordBook, path: str | Path, *, trusted: bool = False) -> int:
+def add_notebook(
+    book: RecordBook,
+    path: str | Path,
+    *,
+    trusted: bool = False,
+    notebook: NotebookJson | None = None,
+) -> int:
     """Add the recordings of a notebook file to ``book``, trusted only if ``trusted`` (the
     caller's decision for this notebook); returns how many model responses it held."""
     where = str(path)
-    notebook = _load(path)
+    notebook = _load(path) if notebook is None else notebook
     source = str(Path(path).resolve())
     found = 0
     for item in packed_entries(notebook):
@@ -153,8 +159,9 @@ def kernel_book(notebook: str | None, *, trust: bool = False) -> RecordBook:
         print(UNKNOWN_NOTEBOOK, file=sys.stderr)
     for path in recording_files(notebook):
         try:
-            trusted = (trust and named) or notebook_trusted(path)
-            add_notebook(book, path, trusted=trusted)
+            data = _load(path)
+            trusted = (trust and named) or trust_store.is_trusted(recordings_digest(data))
+            add_notebook(book, path, trusted=trusted, notebook=data)
         except ReplayError as exc:
             if named:
                 raise
