@@ -6,6 +6,12 @@ answers with the replies below), and saved with its outputs. The ``%%agent`` cel
 then carry the recordings that let anyone re-run the notebook offline, without a key
 (``pytest --nbval notebooks/quickstart.ipynb``).
 
+Tool calls that ask are approved by a scripted person (``CellRun.scripted_person``: it
+clicks **Approve** on every card), so each call's recorded decision is a person's, as
+when you run the notebook in JupyterLab and click: a trusted replay decides the same
+(``NBAGENT_TRUST=1 pytest --nbval notebooks/quickstart.ipynb``). Read-only tools run
+without asking.
+
 The notebooks' cells are the source of truth: edit them in Jupyter, adjust the scripted
 replies here if the conversation changed, and run this script. To record with a real model
 instead, run the notebook live with ``NBAGENT_REPLAY=record`` (or ``%%agent --replay
@@ -24,6 +30,7 @@ from typing import Any
 import nbformat
 from jupyter_client.kernelspec import KernelSpecManager
 from nbclient import NotebookClient
+from nbformat.v4 import new_code_cell
 
 from nbagent.testing import Reply, ScriptedServer, call, say, use_tools
 
@@ -107,12 +114,24 @@ def clean(nb: nbformat.NotebookNode) -> None:
     nb.metadata.pop("widgets", None)
 
 
-def execute(nb: nbformat.NotebookNode, name: str, env: dict[str, Any]) -> None:
+PERSON = """\
+from nbagent.notebook.cell import CellRun
+CellRun.scripted_person = staticmethod(lambda request: "approve")
+"""
+"""A hidden first cell: the scripted person who clicks Approve (removed before saving)."""
+
+
+def execute(
+    nb: nbformat.NotebookNode, name: str, env: dict[str, Any], *, person: bool = False
+) -> None:
     """Run ``nb`` from the top with nbclient, in this folder, with ``env`` set; the kernel
-    is told which notebook it runs (as JupyterLab tells it)."""
+    is told which notebook it runs (as JupyterLab tells it). ``person``: a scripted
+    person clicks Approve on every card (a hidden first cell)."""
     env = {**env, "JPY_SESSION_NAME": f"{name}.ipynb", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
+    if person:
+        nb.cells.insert(0, new_code_cell(PERSON))
     try:
         NotebookClient(
             nb,
@@ -122,6 +141,8 @@ def execute(nb: nbformat.NotebookNode, name: str, env: dict[str, Any]) -> None:
             resources={"metadata": {"path": str(HERE)}},
         ).execute()
     finally:
+        if person:
+            nb.cells.pop(0)
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -151,11 +172,10 @@ def record(name: str) -> Path:
     ):
         execute(nb, name, {
             "NBAGENT_API_BASE": server.url,
-            "NBAGENT_APPROVE": "all",
             "NBAGENT_REPLAY": "record",  # ignore the recordings the notebook holds now
             "NBAGENT_HOME": home,  # the session logs go here, not in notebooks/.nbagent
             "OPENAI_API_KEY": "sk-recording",
-        })  # fmt: skip
+        }, person=True)  # fmt: skip
         if server.remaining:
             raise SystemExit(f"{name}: {server.remaining} scripted replies were not used")
     clean(nb)
@@ -163,7 +183,6 @@ def record(name: str) -> Path:
     with tempfile.TemporaryDirectory(prefix="nbagent-replay-") as home:
         execute(nb, name, {
             "NBAGENT_API_BASE": "http://127.0.0.1:9/v1",  # nothing listens: replay only
-            "NBAGENT_APPROVE": "all",
             "NBAGENT_REPLAY": "replay",
             "NBAGENT_TRUST": "1",
             "NBAGENT_HOME": home,  # a log made anew takes the session id the outputs name

@@ -21,7 +21,7 @@ def read(path: str) -> str:
 
 @pytest.mark.parametrize(
     ("mode", "writes", "reads"),
-    [("ask", "ask", "ask"), ("all", "allow", "allow"), ("none", "deny", "deny"),
+    [("ask", "ask", "allow"), ("all", "allow", "allow"), ("none", "deny", "deny"),
      ("readonly", "ask", "allow")],
 )  # fmt: skip
 def test_modes(mode: str, writes: str, reads: str) -> None:

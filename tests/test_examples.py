@@ -1,5 +1,6 @@
 """The example notebooks replay offline: each .ipynb, copied alone into an empty folder,
-passes ``pytest --nbval`` with no API key and no model server (``NBAGENT_REPLAY=replay``).
+passes ``pytest --nbval`` with no API key and no model server, with one trust decision
+(``NBAGENT_TRUST=1``, or ``nbagent trust`` once); untrusted, nothing side-effecting runs.
 
 Re-record them with ``python notebooks/record.py``.
 """
@@ -42,33 +43,63 @@ def test_the_committed_notebook_holds_recordings_and_no_secrets(notebook: Path) 
         assert "execution" not in cell.metadata
         if cell.cell_type == "code":
             assert cell.execution_count is not None, cell.source
+    # every call that asks was approved by a person when recorded, and that is recorded
+    decided = [
+        (d["name"], d["decided_by"], d["approved"])
+        for cell in nb.cells
+        for output in cell.get("outputs", ())
+        for entry in output.get("metadata", {}).get("nbagent", {}).get("recording", ())
+        for d in entry.get("decisions", ())
+        if d is not None
+    ]
+    asks = {"quickstart": "add", "data-analysis": "run_python",
+            "mcp-tools": "mcp__time__convert_time"}  # fmt: skip
+    assert (asks[notebook.stem], "user", True) in decided
+    assert all(by == "user" or name == "describe" for name, by, _ in decided)
+
+
+def nbval(copy: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """``pytest --nbval`` on ``copy`` in its folder, as a reviewer types it: no API key, no
+    model server (going live would fail), nothing of nbagent's set but ``env``."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI", "NBAGENT"))}
+    clean.update(
+        NBAGENT_API_BASE="http://127.0.0.1:9/v1",  # nothing listens: going live would fail
+        NBAGENT_HOME=str(copy.parent / ".home"),
+        NBAGENT_DATA_DIR=str(copy.parent / ".data"),  # this machine's trust: none yet
+        LITELLM_LOCAL_MODEL_COST_MAP="True",
+    )
+    clean.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval", copy.name, "-p", "no:cacheprovider", "-q",
+         *plugin_option()],
+        cwd=copy.parent, env=clean, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+def plugin_option() -> list[str]:
+    """nbagent's pytest plugin comes with the installed package (``pytest11``); a checkout
+    that is not installed names it."""
+    from importlib.metadata import entry_points
+
+    if any(e.value == "nbagent.pytest_plugin" for e in entry_points(group="pytest11")):
+        return []
+    return ["-p", "nbagent.pytest_plugin"]
+
+
+def code_cells(notebook: Path) -> int:
+    return sum(1 for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "code")
 
 
 @pytest.mark.kernel
 @pytest.mark.parametrize("notebook", EXAMPLES, ids=[path.stem for path in EXAMPLES])
-def test_the_notebook_replays_offline_with_nbval(notebook: Path, tmp_path: Path) -> None:
+def test_a_copy_alone_passes_nbval_with_only_nbagent_trust(notebook: Path, tmp_path: Path) -> None:
     copy = tmp_path / notebook.name
     shutil.copy(notebook, copy)  # only the .ipynb: no .nbagent/, no mcp.json, no data
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI", "NBAGENT"))}
-    env.update(
-        NBAGENT_API_BASE="http://127.0.0.1:9/v1",  # nothing listens: going live would fail
-        NBAGENT_REPLAY="replay",  # and it is forbidden anyway
-        NBAGENT_APPROVE="all",
-        NBAGENT_TRUST="1",  # CI's explicit trust decision for replayed side effects
-        NBAGENT_HOME=str(tmp_path / ".home"),
-        LITELLM_LOCAL_MODEL_COST_MAP="True",
-    )
     started = time.perf_counter()
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "--nbval", copy.name, "-p", "no:cacheprovider", "-q"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    result = nbval(copy, NBAGENT_TRUST="1")  # no NBAGENT_APPROVE: the recorded clicks replay
     elapsed = time.perf_counter() - started
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    cells = sum(
-        1 for cell in nbformat.read(notebook, as_version=4).cells if cell.cell_type == "code"
-    )
-    assert f"{cells} passed" in result.stdout
+    assert f"{code_cells(notebook)} passed" in result.stdout
     print(f"{notebook.name}: nbval replay {elapsed:.1f} s")
 
 
@@ -106,3 +137,47 @@ def test_running_an_example_again_writes_the_same_file(tmp_path: Path) -> None:
     assert copy.read_text(encoding="utf-8") == (NOTEBOOKS / "quickstart.ipynb").read_text(
         encoding="utf-8"
     )
+
+
+@pytest.mark.parametrize("notebook", EXAMPLES, ids=[path.stem for path in EXAMPLES])
+def test_an_untrusted_copy_runs_nothing_side_effecting_and_says_how_to_trust(
+    notebook: Path, tmp_path: Path
+) -> None:
+    copy = tmp_path / notebook.name
+    shutil.copy(notebook, copy)
+    result = nbval(copy)
+    assert result.returncode != 0
+    out = result.stdout
+    # one clear line says where the replay stopped and how to trust; later agent cells do
+    # not go live (no provider noise), they say the replay stopped above
+    assert out.count("The replay stopped at the call of") == 1
+    assert out.count("nbagent trust") == 1 and "NBAGENT_TRUST=1" in out
+    assert "Missing credentials" not in out and "InternalServerError" not in out
+    assert "APIConnectionError" not in out
+
+
+@pytest.mark.kernel
+def test_nbagent_trust_lets_plain_nbval_pass_until_a_recording_changes(tmp_path: Path) -> None:
+    from nbagent.cli import main
+
+    notebook = NOTEBOOKS / "quickstart.ipynb"
+    copy = tmp_path / notebook.name
+    shutil.copy(notebook, copy)
+    data = tmp_path / ".data"
+    os.environ["NBAGENT_DATA_DIR"] = str(data)
+    try:
+        assert main(["trust", str(copy)]) == 0
+    finally:
+        del os.environ["NBAGENT_DATA_DIR"]
+    assert (data / "trusted").read_text().count("quickstart.ipynb") == 1
+    trusted = nbval(copy)
+    assert trusted.returncode == 0, trusted.stdout[-4000:]
+
+    edited = nbformat.read(copy, as_version=4)  # someone edits a recorded answer
+    meta = next(o.metadata for c in edited.cells for o in c.get("outputs", ())
+                if "nbagent" in o.get("metadata", {}))  # fmt: skip
+    meta["nbagent"]["recording"][0]["text"] = "I will add them, trust me."
+    nbformat.write(edited, copy)
+    untrusted = nbval(copy)
+    assert untrusted.returncode != 0
+    assert "The replay stopped at the call of add" in untrusted.stdout

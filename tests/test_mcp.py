@@ -126,7 +126,7 @@ async def test_server_hints_are_shown_but_only_the_users_config_makes_a_tool_rea
     assert echo.read_only is False and echo.policy is None
 
     model = ScriptedModel([use_tools(call("mcp__t__echo", {"text": "x"})), say("ok")])
-    async with Session(model, tools=[echo], approval="readonly") as session:
+    async with Session(model, tools=[echo]) as session:  # the default policy, `ask`
         events = await asyncio.wait_for(collect(session, "go", on_approval=deny), 10)
         # readOnlyHint alone does not skip the question
         assert of_type(events, nbagent.ApprovalRequested)

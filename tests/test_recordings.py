@@ -51,7 +51,7 @@ def notebook_with(recording: object, tmp_path: Path, **metadata: object) -> Path
 async def test_recordings_load_from_a_notebook_file(tmp_path: Path) -> None:
     entries, _ = await record(RecordBook())
     loaded = read_notebook(notebook_with([e.to_json() for e in entries], tmp_path))
-    assert len(loaded) == 2 and not loaded.trusted(entries[0].fingerprint)
+    assert len(loaded) == 2 and not loaded.trusted(entries[0])
 
 
 async def test_a_runs_output_metadata_reads_back_with_its_tool_results(tmp_path: Path) -> None:

@@ -140,10 +140,12 @@ async def test_replayed_side_effects_need_trust() -> None:
     async with Session(model, tools=[add], approval="all") as session:
         events = await collect(session, "2+3?", on_approval=lambda s, r: s.deny(r.tool_call_id))
     (asked,) = of_type(events, ApprovalRequested)
-    assert asked.note is not None and "NBAGENT_TRUST" in asked.note
+    assert asked.note is not None and "nbagent trust" in asked.note
+    assert "recording made elsewhere" in asked.note
     assert calls == [] and of_type(events, ToolFinished)[0].status == "denied"
 
-    model = ReplayModel(ScriptedModel(), untrusted, "replay", trust=True)
+    model = ReplayModel(ScriptedModel(), RecordBook(trusted.entries(), source="nb.ipynb",
+                                                    trusted=True), "replay")  # fmt: skip
     async with Session(model, tools=[add], approval="all") as session:
         events = await collect(session, "2+3?", on_approval=None)
     assert not of_type(events, ApprovalRequested) and calls == [5]

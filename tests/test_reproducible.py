@@ -15,6 +15,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from nbagent.notebook.recordings import read_notebook
 from nbagent.testing import ScriptedServer, call, say, use_tools
+from test_examples import plugin_option
 
 pytestmark = pytest.mark.kernel  # nbclient and nbval run real kernels
 
@@ -57,17 +58,24 @@ def record(
     return path
 
 
-def replay_with_nbval(notebook: Path, folder: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    """Copy only the .ipynb to an empty folder and run nbval there: no server, no key."""
+def replay_with_nbval(
+    notebook: Path, folder: Path, extra: tuple[Path, ...] | list[Path] = (), **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Copy only the .ipynb (and ``extra`` files) to an empty folder and run nbval there:
+    no server, no key."""
     folder.mkdir(parents=True)
     copy = folder / notebook.name
     shutil.copy(notebook, copy)
+    for path in extra:
+        shutil.copy(path, folder / path.name)
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI", "NBAGENT"))}
     clean["NBAGENT_HOME"] = str(folder / ".home")
+    clean["NBAGENT_DATA_DIR"] = str(folder / ".data")  # nothing trusted on this "machine"
     clean["NBAGENT_API_BASE"] = "http://127.0.0.1:9/v1"  # nothing listens: going live fails
     clean.update(env)
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "--nbval", copy.name, "-p", "no:cacheprovider", "-q"],
+        [sys.executable, "-m", "pytest", "--nbval", copy.name, "-p", "no:cacheprovider", "-q",
+         *plugin_option()],
         cwd=folder, env=clean, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
 
@@ -103,7 +111,7 @@ def test_someone_elses_side_effects_do_not_run_without_trust(
     untrusted = replay_with_nbval(path, tmp_path / "reader")
     assert untrusted.returncode != 0  # the output differs: the call was denied, not run
     assert not (tmp_path / "reader" / "facts.txt").exists()
-    assert "The replay stopped at remember" in untrusted.stdout
+    assert "The replay stopped at the call of remember" in untrusted.stdout
     assert "NBAGENT_TRUST=1" in untrusted.stdout
 
     trusted = replay_with_nbval(path, tmp_path / "trusting", NBAGENT_TRUST="1")
@@ -128,3 +136,25 @@ def test_an_edited_cell_goes_live_in_auto_and_fails_clearly_in_replay(
                                  OPENAI_API_KEY="sk-test-123456")  # fmt: skip
         assert len(server.requests) == 1  # the edited cell went live
     assert "Apple." in live.stdout  # nbval shows the changed output
+
+
+def test_a_neighbours_recording_never_answers_under_this_notebooks_trust(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prompt = "%%agent --tools remember\nWhat should I remember?"
+    with ScriptedServer([say("Nothing for now.")]) as server:
+        mine = record(notebook(prompt), tmp_path / "mine", server, monkeypatch)
+    with ScriptedServer(
+        [use_tools(call("remember", {"fact": "the neighbour was here"})), say("Noted.")]
+    ) as server:
+        theirs = record(notebook(prompt), tmp_path / "theirs", server, monkeypatch)
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    shutil.copy(theirs, folder / "a-downloaded.ipynb")  # read first if the folder were read
+    shutil.copy(mine, folder / "shared.ipynb")
+    # nbagent's pytest plugin tells the kernel which notebook nbval runs: only its
+    # recordings are read, and NBAGENT_TRUST=1 trusts only them
+    result = replay_with_nbval(folder / "shared.ipynb", tmp_path / "reader", NBAGENT_TRUST="1",
+                               extra=[folder / "a-downloaded.ipynb"])  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not (tmp_path / "reader" / "facts.txt").exists()

@@ -40,6 +40,12 @@ def peek(name: str) -> str:
     return f"{name} looks fine"
 
 
+@tool
+def touch(name: str) -> str:
+    """Touch a file (a side effect: asks under the default policy)."""
+    return f"{name} touched"
+
+
 def tool_message(session: Session, call_id: str) -> dict[str, Any]:
     return next(m for m in session.messages if m.get("tool_call_id") == call_id)
 
@@ -209,16 +215,16 @@ async def test_always_allow_settles_parallel_calls_waiting_for_the_same_tool() -
 
 async def test_rule_scope_allows_matching_arguments_only() -> None:
     model = ScriptedModel(
-        [use_tools(call("peek", {"name": "data/a.csv"})), say("ok"),
-         use_tools(call("peek", {"name": "data/b.csv"}), call("peek", {"name": "/etc/passwd"})),
+        [use_tools(call("touch", {"name": "data/a.csv"})), say("ok"),
+         use_tools(call("touch", {"name": "data/b.csv"}), call("touch", {"name": "/etc/passwd"})),
          say("ok")]
     )  # fmt: skip
-    rule = AllowRule("peek", {"name": "data/*"})
+    rule = AllowRule("touch", {"name": "data/*"})
 
     def by_rule(session: Session, request: ApprovalRequested) -> None:
         session.approve(request.tool_call_id, scope="rule", rule=rule)
 
-    async with Session(model, tools=[peek]) as session:
+    async with Session(model, tools=[touch]) as session:
         await collect(session, "look", on_approval=by_rule)
         second = await collect(session, "look more", on_approval=approve_and_note)
     asked = [e.arguments["name"] for e in of_type(second, ApprovalRequested)]

@@ -30,6 +30,8 @@ class Decision:
     rule: AllowRule | None = None
     reason: str | None = None
     decided_by: Literal["user", "policy"] = "user"
+    recorded: bool = False
+    """Replayed from a trusted recording: the person who recorded the call decided."""
 
 
 @dataclass
@@ -121,10 +123,11 @@ class ApprovalGate:
             )
             if not self.waiting:
                 self._on_waiting(run_id, False)
-        self._grant(call.name, decision)
+        self.grant(call.name, decision)
         return decision
 
-    def _grant(self, name: str, decision: Decision) -> None:
+    def grant(self, name: str, decision: Decision) -> None:
+        """Make an "always" decision a grant of the session's policy."""
         policy = self.policy
         if decision.scope == "tool":
             if decision.approved:

@@ -201,7 +201,12 @@ async def run_loop(host: LoopHost, run: RunState, resumed: bool) -> RunOutcome:
         await call_hooks(host.hooks, "on_run_start", run.ctx)
         unanswered = host.conversation.unanswered_calls() if resumed else ()
         if unanswered:
+            # The response that proposed them came from where the log says (a replay of
+            # an untrusted recording stays untrusted after a kernel death).
+            run.replayed = host.conversation.provenance
             await host.tool_runner.run(run, unanswered)
+            if (stopped := _refused(host, run)) is not None:
+                return stopped
         for turn_number in range(1, host.max_turns + 1):
             run.ctx.turn = turn_number
             response = await _model_turn(host, run)
@@ -211,12 +216,8 @@ async def run_loop(host: LoopHost, run: RunState, resumed: bool) -> RunOutcome:
             if not response.tool_calls:
                 return RunOutcome("completed")
             await host.tool_runner.run(run, response.tool_calls)
-            if run.refused_replay is not None:
-                # The recording goes on as if the call had run: replaying further would
-                # be fiction, so the run stops here and says how to trust.
-                return RunOutcome(
-                    "failed", f"The replay stopped at {run.refused_replay}: {UNTRUSTED_REPLAY}."
-                )
+            if (stopped := _refused(host, run)) is not None:
+                return stopped
         return RunOutcome(
             "max_turns",
             f"The run stopped after {host.max_turns} model requests (max_turns). "
@@ -232,6 +233,20 @@ async def run_loop(host: LoopHost, run: RunState, resumed: bool) -> RunOutcome:
         return RunOutcome("failed", str(exc), exc)
     except Exception as exc:
         return RunOutcome("failed", redact(f"{type(exc).__name__}: {exc}"), exc)
+
+
+def _refused(host: LoopHost, run: RunState) -> RunOutcome | None:
+    """A replayed call that was not allowed to run stops the run (the recording goes on as
+    if it had run: replaying further would be fiction) and the replay of the session:
+    nothing after it goes live pretending to continue the recording."""
+    if run.refused_replay is None:
+        return None
+    halt = getattr(host.model, "halt", None)
+    if callable(halt):
+        halt(run.refused_replay)
+    return RunOutcome(
+        "failed", f"The replay stopped at the call of {run.refused_replay}: {UNTRUSTED_REPLAY}."
+    )
 
 
 async def _model_turn(host: LoopHost, run: RunState) -> ModelResponded:
@@ -250,7 +265,7 @@ async def _model_turn(host: LoopHost, run: RunState) -> ModelResponded:
     acc, meter = await _stream(host, run, request)
     calls = acc.tool_calls()
     provenance = acc.provenance
-    run.untrusted_replay = provenance is not None and not provenance.trusted
+    run.replayed = provenance
     run.last_text = acc.text
     response = ModelResponded(
         run_id=run_id,

@@ -16,11 +16,13 @@ from typing import Any
 from ._approvals import ApprovalGate, Decision
 from ._budget import Budget
 from ._redact import redact
+from .approval import ReplayedCall
 from .conversation import UsageTotals
 from .errors import RunInterrupted
 from .events import (
     ApprovalDecided,
     Event,
+    Provenance,
     ToolCall,
     ToolCallProposed,
     ToolFinished,
@@ -28,6 +30,7 @@ from .events import (
     ToolStatus,
 )
 from .hooks import Hooks, RunContext, call_hooks
+from .replay import arguments_digest
 from .tools import Tool, ToolArgumentsError, ToolOutput, sanitize, to_text, truncate
 
 CANCELLED_RESULT = "The tool call was cancelled before it finished: the user stopped the run."
@@ -52,8 +55,8 @@ class RunState:
     usage: UsageTotals = field(default_factory=UsageTotals)
     records: list[ToolCallRecord] = field(default_factory=list)
     last_text: str = ""
-    untrusted_replay: bool = False
-    """The last response was replayed from a recording nobody trusted."""
+    replayed: Provenance | None = None
+    """Where the response whose calls run now came from (None: a plain model)."""
     refused_replay: str | None = None
     """A replayed side-effecting call that was not allowed to run (the run stops)."""
     budget: Budget | None = None
@@ -88,8 +91,10 @@ class ToolRunner:
         done: set[str] = set()
         loop = asyncio.get_running_loop()
         tasks = [
-            loop.create_task(self._one(run, call, limit, done), name=f"nbagent-tool-{call.id}")
-            for call in calls
+            loop.create_task(
+                self._one(run, call, index, limit, done), name=f"nbagent-tool-{call.id}"
+            )
+            for index, call in enumerate(calls)
         ]
         try:
             await asyncio.gather(*tasks)
@@ -138,7 +143,12 @@ class ToolRunner:
         return finished
 
     async def _one(
-        self, run: RunState, call: ToolCall, limit: asyncio.Semaphore, done: set[str]
+        self,
+        run: RunState,
+        call: ToolCall,
+        index: int,
+        limit: asyncio.Semaphore,
+        done: set[str],
     ) -> None:
         self.emit(ToolCallProposed(run_id=run.ctx.run_id, call=call))
         tool = self.tools.get(call.name)
@@ -156,7 +166,8 @@ class ToolRunner:
             except ToolArgumentsError as exc:
                 finished = self._finish(run, call, "error", str(exc), 0.0, done)
             else:
-                finished = await self._decided(run, call, tool, arguments, limit, done)
+                replayed = _replayed(run.replayed, index, call)
+                finished = await self._decided(run, call, tool, arguments, replayed, limit, done)
         await call_hooks(self.hooks, "after_tool_call", run.ctx, call, finished)
 
     async def _decided(
@@ -165,18 +176,27 @@ class ToolRunner:
         call: ToolCall,
         tool: Tool,
         arguments: dict[str, Any],
+        replayed: ReplayedCall | None,
         limit: asyncio.Semaphore,
         done: set[str],
     ) -> ToolFinished:
         run_id = run.ctx.run_id
-        verdict = self.gate.policy.decide(tool, arguments, untrusted_replay=run.untrusted_replay)
+        verdict = self.gate.policy.decide(tool, arguments, replayed=replayed)
         note = verdict.reason if verdict.untrusted_replay else None
         if verdict.verdict == "ask":
             decision = await self.gate.ask(run_id, call, tool, note)
         else:
             decision = Decision(
-                call.id, verdict.verdict == "allow", reason=verdict.reason, decided_by="policy"
+                call.id,
+                verdict.verdict == "allow",
+                scope=verdict.scope,
+                rule=verdict.rule,
+                reason=verdict.reason,
+                decided_by=verdict.decided_by,
+                recorded=verdict.decided_by == "user",
             )
+            if decision.scope != "call":
+                self.gate.grant(call.name, decision)  # a recorded "always" holds again
         self.emit(
             ApprovalDecided(
                 run_id=run_id,
@@ -186,6 +206,12 @@ class ToolRunner:
                 scope=decision.scope,
                 decided_by=decision.decided_by,
                 reason=decision.reason,
+                recorded=decision.recorded,
+                rule=(
+                    {"tool": decision.rule.tool, "arguments": dict(decision.rule.arguments)}
+                    if decision.rule is not None and decision.scope == "rule"
+                    else None
+                ),
             )
         )
         if not decision.approved:
@@ -217,3 +243,17 @@ class ToolRunner:
                     text = to_text(value)
             duration = time.perf_counter() - started
         return self._finish(run, call, status, text, duration, done, tool.max_result_chars, display)
+
+
+def _replayed(provenance: Provenance | None, index: int, call: ToolCall) -> ReplayedCall | None:
+    """What the policy needs to know about the ``index``-th call of a replayed response:
+    its trust, and the decision recorded for the call at that position when it is the same
+    call (same tool, same arguments)."""
+    if provenance is None or provenance.source != "replayed":
+        return None
+    recorded = provenance.decisions[index] if index < len(provenance.decisions) else None
+    if recorded is not None and (
+        recorded.name != call.name or recorded.arguments != arguments_digest(call.arguments)
+    ):
+        recorded = None
+    return ReplayedCall(trusted=provenance.trusted, recorded=recorded)

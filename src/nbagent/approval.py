@@ -3,10 +3,17 @@
 A call is decided in this order:
 
 1. the tool's own policy ``deny`` → denied; ``allow`` → allowed;
-2. a grant made in this session ("Always allow" for the tool, or a matching rule) →
+2. for a call replayed from a trusted recording, the decision the person who recorded it
+   made (approved, always-allowed, rejected with its reason) → that decision again;
+3. a grant made in this session ("Always allow" for the tool, or a matching rule) →
    allowed; an "always deny" for the tool → denied;
-3. the session's mode: ``all`` allows everything, ``none`` denies everything,
-   ``readonly`` allows tools declared read-only and asks for the rest, ``ask`` asks.
+4. the session's mode: ``all`` allows everything, ``none`` denies everything, ``ask`` and
+   ``readonly`` allow tools declared read-only (``@tool(read_only=True)``, or an MCP
+   server the user marked ``readOnly``; a server's own hints never count) and ask for the
+   rest.
+
+A call replayed from a recording nobody trusted (made elsewhere) never runs a side effect
+by policy: unless denied, a call that is not read-only asks a person.
 
 Only a person (through ``Session.approve`` / ``Session.deny``) or one of these policies
 can decide; nothing the model sends can approve a call.
@@ -19,6 +26,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .events import ApprovalScope, RecordedDecision
 from .tools import Tool
 
 ApprovalMode = Literal["ask", "all", "none", "readonly"]
@@ -55,18 +63,33 @@ class AllowRule:
 
 
 UNTRUSTED_REPLAY = (
-    "this call was replayed from a recording made elsewhere and is not read-only; trust the "
-    "recording with NBAGENT_TRUST=1 (or %config NBAgent.trust = True) to let it run"
+    "it was replayed from a recording made elsewhere and is not read-only, so it runs only "
+    "if you trust the notebook: `nbagent trust NOTEBOOK.ipynb` (then restart the kernel), "
+    "or NBAGENT_TRUST=1 for one run"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayedCall:
+    """What the policy knows about a call that comes from a recorded response."""
+
+    trusted: bool
+    """The recording is trusted (made here, or its notebook was trusted)."""
+    recorded: RecordedDecision | None = None
+    """How the call was decided when it was recorded, if that was kept."""
 
 
 @dataclass(frozen=True, slots=True)
 class PolicyDecision:
     verdict: Verdict
-    reason: str
+    reason: str | None
     untrusted_replay: bool = False
     """The call comes from a recording without trust: a person must decide, and if the
     call does not run the replay cannot go on."""
+    decided_by: Literal["user", "policy"] = "policy"
+    """``user``: the recorded decision of the person who recorded the call."""
+    scope: ApprovalScope = "call"
+    rule: AllowRule | None = None
 
 
 @dataclass
@@ -85,16 +108,29 @@ class ApprovalPolicy:
             )
 
     def decide(
-        self, tool: Tool, arguments: dict[str, Any], *, untrusted_replay: bool = False
+        self, tool: Tool, arguments: dict[str, Any], *, replayed: ReplayedCall | None = None
     ) -> PolicyDecision:
         """Decide a call by policy, or say that a person must be asked.
 
-        ``untrusted_replay``: the call was replayed from a recording made elsewhere that
-        nobody trusted; unless denied anyway, a call that is not read-only then needs a
-        person (someone else's recording must not run side effects because it replays).
+        ``replayed``: the call comes from a recorded response. Trusted, the decision
+        recorded with it (by a person) decides again; untrusted (made elsewhere, nobody
+        trusted it), a call that is not read-only needs a person unless denied anyway
+        (someone else's recording must not run side effects because it replays).
         """
+        if tool.policy != "deny" and replayed is not None and replayed.trusted:
+            recorded = replayed.recorded
+            if recorded is not None and recorded.decided_by == "user":
+                rule = _rule(recorded.rule) if recorded.scope == "rule" else None
+                return PolicyDecision(
+                    "allow" if recorded.approved else "deny",
+                    recorded.reason,
+                    decided_by="user",
+                    scope=recorded.scope if recorded.scope != "rule" or rule else "call",
+                    rule=rule,
+                )
         verdict = self._decide(tool, arguments)
-        if untrusted_replay and not tool.read_only and verdict.verdict != "deny":
+        untrusted = replayed is not None and not replayed.trusted
+        if untrusted and not tool.read_only and verdict.verdict != "deny":
             return PolicyDecision("ask", UNTRUSTED_REPLAY, untrusted_replay=True)
         return verdict
 
@@ -114,8 +150,8 @@ class ApprovalPolicy:
             return PolicyDecision("allow", "approval mode 'all'")
         if self.mode == "none":
             return PolicyDecision("deny", "approval mode 'none' denies every tool call")
-        if self.mode == "readonly" and tool.read_only:
-            return PolicyDecision("allow", f"approval mode 'readonly' and {tool.name} is read-only")
+        if self.mode in ("ask", "readonly") and tool.read_only:
+            return PolicyDecision("allow", f"{tool.name} is read-only")
         return PolicyDecision("ask", "needs approval")
 
     def grant_tool(self, name: str) -> None:
@@ -129,3 +165,13 @@ class ApprovalPolicy:
     def add_rule(self, rule: AllowRule) -> None:
         if rule not in self.rules:
             self.rules.append(rule)
+
+
+def _rule(data: dict[str, Any] | None) -> AllowRule | None:
+    """The allow rule a recorded ``rule`` decision carried (None when unreadable)."""
+    if not isinstance(data, dict) or not isinstance(data.get("tool"), str):
+        return None
+    arguments = data.get("arguments") or {}
+    if not isinstance(arguments, dict):
+        return None
+    return AllowRule(data["tool"], {str(k): str(v) for k, v in arguments.items()})

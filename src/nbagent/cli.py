@@ -4,6 +4,9 @@ nbagent pack NOTEBOOK [--session NAME] [--store DIR]   put a session's recording
                                                        the notebook (its metadata)
 nbagent strip NOTEBOOK [--output OUT]                  remove every recording
 nbagent info NOTEBOOK                                  count what a notebook carries
+nbagent trust NOTEBOOK                                 trust the notebook's recordings
+                                                       on this machine (their side
+                                                       effects replay without asking)
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 from .errors import NbAgentError
 from .notebook import recordings
+from .notebook import trust as trust_store
 from .store import SessionStore, default_store_root
 
 
@@ -84,6 +88,24 @@ def info(notebook: Path) -> int:
     return 0
 
 
+def trust(notebook: Path) -> int:
+    """Trust the notebook's recordings as they are now (a hash in the user's data folder)."""
+    data = _read(notebook)
+    try:
+        found = len(recordings.read_notebook(notebook))
+    except NbAgentError as exc:
+        raise SystemExit(f"nbagent: {exc}") from None
+    if not found:
+        raise SystemExit(f"nbagent: {notebook} holds no recordings: there is nothing to trust")
+    digest = recordings.recordings_digest(data)
+    new = trust_store.trust(digest, notebook)
+    state = "now trusted" if new else "already trusted"
+    print(f"{notebook}: the {found} recorded responses and their tool-call decisions are "
+          f"{state} on this machine ({trust_store.trust_file()}); they replay with the "
+          "decisions recorded in them. Editing a recording needs a new decision.")  # fmt: skip
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nbagent", description="Recordings in notebooks.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -96,11 +118,15 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--output", "-o", type=Path, help="write here instead of in place")
     i = commands.add_parser("info", help="count the recordings a notebook carries")
     i.add_argument("notebook", type=Path)
+    t = commands.add_parser("trust", help="trust a notebook's recordings on this machine")
+    t.add_argument("notebook", type=Path)
     args = parser.parse_args(argv)
     if args.command == "pack":
         return pack(args.notebook, args.session, args.store)
     if args.command == "strip":
         return strip(args.notebook, args.output)
+    if args.command == "trust":
+        return trust(args.notebook)
     return info(args.notebook)
 
 

@@ -102,8 +102,10 @@ class NBAgent(Configurable):
     trust = Bool(
         None,
         allow_none=True,
-        help="Let tool calls replayed from recordings made elsewhere run without asking "
-        "(side-effecting tools only; read-only ones always run). Env: NBAGENT_TRUST=1.",
+        help="Trust the recordings of the notebook being run: their tool calls get the "
+        "decisions recorded with them (read-only ones always run). Decided when the kernel "
+        "reads the recordings (its first agent cell). Env: NBAGENT_TRUST=1; or once per "
+        "machine: nbagent trust NOTEBOOK.ipynb.",
     ).tag(config=True)
     recorded_tools = List(
         Unicode(),

@@ -28,6 +28,7 @@ from .events import (
     ErrorOccurred,
     Event,
     ModelResponded,
+    Provenance,
     ReasoningDelta,
     Retrying,
     RunFinished,
@@ -259,6 +260,8 @@ class Conversation:
     images: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
     """Images tool calls displayed: tool call id -> (tool name, ``data:`` URLs). Sent to
     models that can see (:meth:`request_messages`), never part of ``messages``."""
+    provenance: Provenance | None = None
+    """Where the latest complete response came from (its calls' trust on resume)."""
 
     def apply(self, event: Event) -> None:
         """Fold one event into the state."""
@@ -278,6 +281,7 @@ class Conversation:
             case ModelResponded():
                 self.messages.append(cast(ChatMessage, event.message))
                 self.partial.clear()
+                self.provenance = event.provenance
             case ApprovalRequested():
                 self.pending[event.tool_call_id] = event
             case ApprovalDecided():

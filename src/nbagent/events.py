@@ -103,6 +103,23 @@ class ReasoningDelta:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RecordedDecision:
+    """How a tool call of a recorded response was decided when it was recorded."""
+
+    name: str
+    """The tool's name."""
+    arguments: str
+    """A digest of the call's arguments (``nbagent.replay.arguments_digest``)."""
+    approved: bool
+    scope: ApprovalScope = "call"
+    """``tool`` / ``rule``: the person chose "always allow" (or "always deny")."""
+    decided_by: Literal["user", "policy"] = "user"
+    reason: str | None = None
+    rule: dict[str, Any] | None = None
+    """The allow rule of a ``rule`` decision: ``{"tool", "arguments"}``."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Provenance:
     """Where a model response came from; a recording model streams it with the response."""
 
@@ -116,6 +133,11 @@ class Provenance:
     side-effecting tool calls need a person (see ``ApprovalPolicy.decide``)."""
     cost_usd: float | None = None
     """The cost recorded with the response (a replay shows the recorded figure)."""
+    decisions: tuple[RecordedDecision | None, ...] = ()
+    """For a replayed response: how each of its tool calls was decided when it was
+    recorded, by position (None: not recorded)."""
+    source_notebook: str | None = None
+    """For a replayed response: the notebook file its recording was read from."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -183,6 +205,11 @@ class ApprovalDecided:
     decided_by: Literal["user", "policy"]
     reason: str | None = None
     """Why, when denied (shown to the model) or when decided by policy."""
+    recorded: bool = False
+    """The decision was replayed from a trusted recording: the person who recorded the
+    call made it (the transcript reads the same whoever replays it)."""
+    rule: dict[str, Any] | None = None
+    """The allow rule of a ``rule`` decision: ``{"tool", "arguments"}``."""
     kind: Literal["approval_decided"] = "approval_decided"
 
 

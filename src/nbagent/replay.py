@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from .errors import ReplayError
-from .events import Provenance
+from .events import Provenance, RecordedDecision
 from .model import (
     FinishChunk,
     LiteLLMModel,
@@ -133,10 +133,31 @@ class Recorded:
     shape: list[list[str]] = field(default_factory=list)
     tools: str = ""
     params: str = ""
+    decisions: list[dict[str, Any] | None] = field(default_factory=list)
+    """How each tool call was decided in the run that recorded it, by position
+    (``RecordedDecision`` fields; None: not decided, e.g. the run stopped first)."""
     schema: int = SCHEMA
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if not self.decisions:
+            del data["decisions"]  # entries without calls read as before
+        return data
+
+    def digest(self) -> str:
+        """A hash of the whole entry: what trust is given to (never the fingerprint
+        alone, which another entry with other content may share)."""
+        return _digest(self.to_json())
+
+    def recorded_decisions(self) -> tuple[RecordedDecision | None, ...]:
+        """The decisions of the entry's calls, read leniently (a bad one is ignored)."""
+        out: list[RecordedDecision | None] = []
+        for item in self.decisions:
+            try:
+                out.append(RecordedDecision(**item) if isinstance(item, dict) else None)
+            except TypeError:
+                out.append(None)
+        return tuple(out)
 
     @classmethod
     def from_json(cls, data: Any, where: str) -> Recorded:
@@ -171,26 +192,49 @@ class Recorded:
 
 
 class RecordBook:
-    """Every recording a kernel knows, by fingerprint."""
+    """Every recording a kernel knows, by fingerprint, each with where it came from.
 
-    def __init__(self, entries: Iterable[Recorded] = (), *, trusted: bool = False) -> None:
+    Trust belongs to an entry (its content hash), not to a fingerprint: an entry recorded
+    live here is trusted, one read from a notebook is trusted only when that notebook was
+    (``add(..., trusted=True, source=...)``). A live recording replaces the entry it
+    answers; an entry read from a file never replaces what is known.
+    """
+
+    def __init__(
+        self,
+        entries: Iterable[Recorded] = (),
+        *,
+        trusted: bool = False,
+        source: str | None = None,
+    ) -> None:
         self._entries: dict[str, Recorded] = {}
         self._trusted: set[str] = set()
+        """Content hashes of the trusted entries."""
+        self._sources: dict[str, str] = {}
+        """Fingerprint → the notebook its entry was read from (none: recorded here)."""
         self._tool_results: dict[tuple[str, str], dict[str, Any]] = {}
         for entry in entries:
-            self.add(entry, trusted=trusted)
+            self.add(entry, trusted=trusted, source=source)
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def add(self, entry: Recorded, *, trusted: bool) -> None:
-        """Keep ``entry``. A trusted one (recorded live here) replaces the entry it answers;
-        one read from a file never replaces what is known."""
-        if trusted:
+    def add(self, entry: Recorded, *, trusted: bool, source: str | None = None) -> None:
+        """Keep ``entry``. One recorded live here (``trusted``, no ``source``) replaces the
+        entry it answers; one read from a file (``source``, or untrusted) never replaces a
+        trusted entry, and is trusted only if ``trusted`` (its notebook was)."""
+        if trusted and source is None:
             self._entries[entry.fingerprint] = entry
-            self._trusted.add(entry.fingerprint)
-        else:
-            self._entries.setdefault(entry.fingerprint, entry)
+            self._sources.pop(entry.fingerprint, None)
+            self._trusted.add(entry.digest())
+            return
+        known = self._entries.get(entry.fingerprint)
+        if known is not None and (self.trusted(known) or not trusted):
+            return  # a trusted notebook's entry may take the place of an untrusted one
+        self._entries[entry.fingerprint] = entry
+        self._sources[entry.fingerprint] = source or "a file"
+        if trusted:
+            self._trusted.add(entry.digest())
 
     def entries(self) -> list[Recorded]:
         """Every recorded response, in the order they were added."""
@@ -198,6 +242,10 @@ class RecordBook:
 
     def get(self, fingerprint: str) -> Recorded | None:
         return self._entries.get(fingerprint)
+
+    def source(self, fingerprint: str) -> str | None:
+        """The notebook the entry for ``fingerprint`` was read from (None: made here)."""
+        return self._sources.get(fingerprint)
 
     def add_tool_result(self, record: dict[str, Any]) -> None:
         """Keep a tool's recorded result: {"name", "arguments" (digest), "result", "status"}."""
@@ -207,9 +255,11 @@ class RecordBook:
     def tool_result(self, name: str, arguments: dict[str, Any]) -> dict[str, Any] | None:
         return self._tool_results.get((name, arguments_digest(arguments)))
 
-    def trusted(self, fingerprint: str) -> bool:
-        """Recorded live in this kernel (by its user), not read from a file."""
-        return fingerprint in self._trusted
+    def trusted(self, entry: Recorded) -> bool:
+        """Recorded live here, or read from a notebook that was trusted — this very
+        content: an entry edited since, or another entry under the same fingerprint, is
+        not."""
+        return entry.digest() in self._trusted
 
     def explain(self, key: RequestKey, model: str, messages: list[dict[str, Any]]) -> str:
         """Why ``key`` has no recording: the closest one and what differs first."""
@@ -317,19 +367,25 @@ class ReplayModel:
         book: RecordBook,
         mode: ReplayMode = "auto",
         *,
-        trust: bool = False,
         own_only: bool = False,
     ) -> None:
         self.inner = inner
         self.book = book
         self.mode: ReplayMode = mode
-        self.trust = trust
         self.own_only = own_only
         """Replay what was read from files and what this model recorded, never what another
         model sharing the book recorded live (the notebook: another session, the one
         before ``%agent new``, another ``--api-base``)."""
         self.recorded: set[str] = set()
         """Fingerprints this model recorded live."""
+        self.halted: str | None = None
+        """Set when a replayed call was refused: the session's replay stopped there."""
+
+    def halt(self, tool: str) -> None:
+        """The replay stopped at a refused call of ``tool``: from now on a request without
+        a recording fails instead of going live (it would continue someone else's
+        recording as if it were the user's). ``--replay live`` / ``record`` still go live."""
+        self.halted = tool
 
     @property
     def name(self) -> str:
@@ -339,7 +395,8 @@ class ReplayModel:
         return self.inner.cost(prompt_tokens, completion_tokens)
 
     def _someone_elses(self, fingerprint: str) -> bool:
-        return self.book.trusted(fingerprint) and fingerprint not in self.recorded
+        """Recorded live in this kernel, by another model sharing the book."""
+        return self.book.source(fingerprint) is None and fingerprint not in self.recorded
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
         # The wrapped model's own parameters change its answers too: they are part of
@@ -367,10 +424,19 @@ class ReplayModel:
                 yield Provenance(
                     source="replayed",
                     fingerprint=key.fingerprint,
-                    trusted=self.trust or self.book.trusted(key.fingerprint),
+                    trusted=self.book.trusted(hit),
                     cost_usd=hit.cost,
+                    decisions=hit.recorded_decisions(),
+                    source_notebook=self.book.source(key.fingerprint),
                 )
                 return
+            if self.halted is not None:
+                raise ReplayError(
+                    f"not run: the replay of this session stopped at the call of "
+                    f"{self.halted} (see the cell above), and this request has no "
+                    "recording; going live would continue someone else's recording as if "
+                    "it were yours (run the cell with --replay live to go live anyway)"
+                )
             if self.mode == "replay":
                 raise ReplayError(
                     "no recording matches this model request (--replay replay): "

@@ -9,6 +9,7 @@
 | ``cell`` | ``CellRun``: one ``%%agent`` cell's run, its ``AgentResult`` and errors |
 | ``recordings`` | the recording format inside the .ipynb, read and written in one place |
 | ``following`` | a renamed, moved or copied notebook finds its session logs again |
+| ``trust`` | trusted notebooks on this machine: hashes of their recordings (``nbagent trust``) |
 | ``commands`` | the ``%agent`` line commands: one table, name → handler and usage |
 | ``diagnostics`` | the commands that inspect the set-up: ``tools``, ``doctor``, ``mcp`` |
 

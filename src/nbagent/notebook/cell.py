@@ -11,14 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import sys
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import NbAgentError, RunFailed, RunStopped
-from ..events import ApprovalRequested, ModelResponded, Provenance, RunFinished
+from ..events import (
+    ApprovalDecided,
+    ApprovalRequested,
+    ModelResponded,
+    Provenance,
+    RecordedDecision,
+    RunFinished,
+)
 from ..model import LiteLLMModel, import_litellm
 from ..render import MimeBundle, Transcript
-from ..replay import Recorded, ReplayModel
+from ..replay import Recorded, ReplayModel, arguments_digest
 from ..session import Budget, RunHandle, RunResult, Session, ToolCallRecord, UsageTotals
 from . import recordings
 from .frontend import RunMode
@@ -34,6 +43,16 @@ HEADLESS_DENIAL = (
     "nobody can click Approve in a headless run (nbclient, nbval, papermill); "
     "choose a policy with --approve all|readonly|none or %config NBAgent.approve"
 )
+
+
+def _parsed(arguments: Any) -> dict[str, Any]:
+    import json
+
+    try:
+        value = json.loads(arguments) if isinstance(arguments, str) else arguments
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 class AgentResult:
@@ -97,6 +116,11 @@ class AgentResult:
 class CellRun:
     """Run one prompt in a session and show it in the cell."""
 
+    scripted_person: ClassVar[Callable[[ApprovalRequested], Action] | None] = None
+    """For recording scripts (``notebooks/record.py``): in a headless run, a stand-in for
+    the person who clicks. Its decisions count as the person's: the transcript says
+    "approved by you" and the recording keeps them, as a run with real clicks would."""
+
     def __init__(
         self,
         registry: KernelRegistry,
@@ -133,7 +157,7 @@ class CellRun:
             model=session.model.name,
             session=name,
         )
-        if mode == "headless":
+        if mode == "headless" and CellRun.scripted_person is None:
             self.transcript.decider = "the headless run"
         self.view: AgentView | None = None
         self.handle: Any = None
@@ -141,6 +165,10 @@ class CellRun:
         self.metadata: dict[str, Any] = {}
         self.provenances: list[Provenance] = []
         """Where each response of the run came from (its recording goes in the output)."""
+        self.decisions: list[dict[str, RecordedDecision]] = []
+        """For each of those responses: how its calls were decided, by tool call id."""
+        self.calls: list[tuple[str, ...]] = []
+        """For each of those responses: its tool call ids, in order."""
         self.flush_interval = flush_interval
         self.text_sync_interval = text_sync_interval
         self.notebook_known = notebook_known
@@ -246,6 +274,10 @@ class CellRun:
                 feed(event)
                 if isinstance(event, ModelResponded) and event.provenance is not None:
                     self.provenances.append(event.provenance)
+                    self.calls.append(tuple(call.id for call in event.tool_calls))
+                    self.decisions.append({})
+                elif isinstance(event, ApprovalDecided):
+                    self._keep_decision(event)
                 if headless and isinstance(event, ApprovalRequested):
                     self._deny_headless(event)
                 elif isinstance(event, RunFinished):
@@ -262,7 +294,53 @@ class CellRun:
         self.registry.last_runs[self.name] = outcome
         return result
 
+    def _keep_decision(self, event: ApprovalDecided) -> None:
+        """Keep a decision with the response that proposed the call (the latest one that
+        has a call of that id), to record it with that response."""
+        for ids, decided in zip(reversed(self.calls), reversed(self.decisions), strict=True):
+            if event.tool_call_id in ids:
+                # a headless run's denial of an `ask` is nobody's decision: at replay the
+                # policy of the day decides again
+                nobody = (
+                    self.mode == "headless"
+                    and not event.recorded
+                    and CellRun.scripted_person is None
+                )
+                decided[event.tool_call_id] = RecordedDecision(
+                    name=event.name,
+                    arguments="",  # filled from the entry's call when recorded
+                    approved=event.approved,
+                    scope=event.scope,
+                    decided_by="policy" if nobody else event.decided_by,
+                    reason=event.reason,
+                    rule=event.rule,
+                )
+                return
+
+    def _with_decisions(self, index: int, entry: Recorded) -> Recorded:
+        """``entry`` with the decisions this run made on its calls."""
+        decided = self.decisions[index]
+        ids = self.calls[index]
+        out: list[dict[str, Any] | None] = []
+        for position, call in enumerate(entry.tool_calls):
+            found = decided.get(ids[position]) if position < len(ids) else None
+            if found is None:
+                out.append(None)
+                continue
+            arguments = _parsed(call.get("arguments"))
+            out.append(dataclasses.asdict(
+                dataclasses.replace(found, arguments=arguments_digest(arguments))
+            ))  # fmt: skip
+        if not any(out):
+            out = []
+        return entry if out == entry.decisions else dataclasses.replace(entry, decisions=out)
+
     def _deny_headless(self, event: ApprovalRequested) -> None:
+        person = CellRun.scripted_person
+        if person is not None:
+            with contextlib.suppress(NbAgentError):
+                self.decide(event.tool_call_id, person(event))
+            return
         reason = f"{HEADLESS_DENIAL}; {event.note}" if event.note else HEADLESS_DENIAL
         with contextlib.suppress(NbAgentError):
             self.session.deny(event.tool_call_id, reason=reason)
@@ -279,8 +357,14 @@ class CellRun:
         used: list[Recorded] = []
         results: list[dict[str, Any]] = []
         if isinstance(model, ReplayModel):
-            entries = [model.book.get(p.fingerprint) for p in self.provenances]
-            used = [entry for entry in entries if entry is not None]
+            for index, provenance in enumerate(self.provenances):
+                entry = model.book.get(provenance.fingerprint)
+                if entry is None:
+                    continue
+                entry = self._with_decisions(index, entry)
+                if provenance.source == "live":
+                    model.book.add(entry, trusted=True)  # its decisions replay here too
+                used.append(entry)
             if used:
                 results = recordings.tool_results(outcome.tool_calls if outcome else ())
                 for record in results:

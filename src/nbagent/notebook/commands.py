@@ -52,8 +52,8 @@ CELL_HELP = """\
   --recorded-tools A,B   these tools (names or globs) replay their recorded results instead
                          of running again: for tools that reach outside (web, clock, APIs)
   --replay MODE          auto | replay | live | record: answer recorded requests from the
-                         notebook's recordings (env NBAGENT_REPLAY; NBAGENT_TRUST=1 lets
-                         replayed side-effecting tool calls run)
+                         notebook's recordings (env NBAGENT_REPLAY; NBAGENT_TRUST=1 or
+                         `nbagent trust NB.ipynb` replays their recorded decisions)
   --allow-errors         in headless runs, do not fail the cell when the run fails
   {name} in the message is replaced by a summary of the variable name ({{ }} escapes)
   --tools notebook       run_python, list_variables, describe, read_file, list_files,

@@ -85,6 +85,8 @@ class SessionOpener:
         self.configurable = configurable
         """``%config NBAgent``: resolved with the environment by :meth:`settings`."""
         self.registry = registry
+        self._book_trust = False
+        """Whether trust was given when the recordings were read."""
 
     def settings(self) -> config.Settings:
         """The settings now (``%config NBAgent`` > environment > defaults)."""
@@ -285,22 +287,29 @@ class SessionOpener:
         """Answer recorded requests from the notebook's recordings; record live ones. Tools
         named in ``recorded`` replay their recorded results instead of running again."""
         model = session.model
+        book = self.book(settings.trust)
         if not isinstance(model, ReplayModel):
-            model = ReplayModel(model, self.book(), mode, trust=settings.trust, own_only=True)
+            model = ReplayModel(model, book, mode, own_only=True)
             session.model = model
         model.mode = mode
-        model.trust = settings.trust
         patterns = self.registry.recorded_tools.setdefault(name, set())
         patterns.update(recorded)
         serve_recorded(session, patterns, model.book, mode)
 
-    def book(self) -> RecordBook:
-        """The recordings of this notebook (read once, then grown by live runs)."""
+    def book(self, trust: bool = False) -> RecordBook:
+        """The recordings of this notebook (read once, then grown by live runs). Trust is
+        decided when they are read: setting it later (a code cell that sets NBAGENT_TRUST
+        or ``%config NBAgent.trust``) does not trust what is loaded, and says so."""
         if self.registry.book is None:
             try:
-                self.registry.book = recordings.kernel_book(notebook_path(self.shell))
+                self.registry.book = recordings.kernel_book(notebook_path(self.shell),
+                                                            trust=trust)  # fmt: skip
             except ReplayError as exc:
                 raise UsageError(str(exc)) from None
+            self._book_trust = trust
+        elif trust and not self._book_trust:
+            self._book_trust = True  # say it once
+            print(recordings.LATE_TRUST, file=sys.stderr)
         return self.registry.book
 
     # -- MCP ------------------------------------------------------------------------------

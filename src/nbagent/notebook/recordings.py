@@ -10,15 +10,26 @@ A notebook carries recorded model responses (``nbagent.replay.Recorded``) in two
 - the notebook metadata, ``{"nbagent": {"schema", "recordings": [entry, ...]}}``: what
   ``nbagent pack`` copied from a session's log.
 
+Each entry may carry ``decisions``: how its tool calls were decided in the run that
+recorded it (``nbagent.events.RecordedDecision``), which a trusted replay decides again.
+
 A session's log keeps them too, as ``recording`` records (``SessionLog.recording``,
 read back by ``SessionStore.recordings``).
-The kernel reads the files named in ``$NBAGENT_RECORDINGS``, else the notebook it runs,
-else every notebook of its working directory (nbclient and nbval do not say which).
+
+Which files a kernel reads (:func:`recording_files`): those named in
+``$NBAGENT_RECORDINGS`` (nbagent's pytest plugin sets it for ``pytest --nbval``; set it
+yourself for nbclient and papermill), else the notebook it runs (JupyterLab, VS Code),
+else every notebook of its working directory. Trust is per source notebook
+(:func:`kernel_book`): ``NBAGENT_TRUST=1`` trusts the notebook being executed — named, or
+known to the kernel — and ``nbagent trust NOTEBOOK`` trusts a notebook's recordings as they
+are now (``nbagent.notebook.trust``); a neighbour's recordings are never trusted for
+another notebook.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import sys
@@ -28,6 +39,7 @@ from typing import Any
 
 from ..errors import ReplayError
 from ..replay import SCHEMA, RecordBook, Recorded, tool_result_record
+from . import trust as trust_store
 
 KEY = "nbagent"
 """The metadata key of everything nbagent writes into a notebook."""
@@ -51,17 +63,50 @@ def recording_files(notebook: str | None) -> list[Path]:
     return sorted(Path.cwd().glob("*.ipynb"))
 
 
-def add_notebook(book: RecordBook, path: str | Path) -> int:
-    """Add the recordings of a notebook file to ``book`` (untrusted: someone else made
-    them); returns how many model responses it held."""
-    where = str(path)
+def _load(path: str | Path) -> NotebookJson:
     try:
-        notebook = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ReplayError(f"cannot read recordings from {where}: {exc}") from None
+        raise ReplayError(f"cannot read recordings from {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ReplayError(f"cannot read recordings from {path}: not a notebook")
+    return data
+
+
+def recordings_digest(notebook: NotebookJson) -> str:
+    """A hash of everything the notebook's recordings say (entries with their decisions,
+    tool results), in order: what ``nbagent trust`` records."""
+    parts: list[Any] = [packed_entries(notebook)]
+    for cell in notebook.get("cells") or ():
+        for output in cell.get("outputs") or ():
+            meta = (output.get("metadata") or {}).get(KEY) or {}
+            if "recording" in meta:
+                parts.append([meta.get("recording"), meta.get("tool_results")])
+    data = json.dumps(parts, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(data.encode()).hexdigest()
+
+
+def notebook_trusted(path: str | Path) -> bool:
+    """Whether ``nbagent trust`` was given for the notebook's recordings as they are."""
+    return trust_store.is_trusted(recordings_digest(_load(path)))
+
+
+def add_notebook(
+    book: RecordBook,
+    path: str | Path,
+    *,
+    trusted: bool = False,
+    notebook: NotebookJson | None = None,
+) -> int:
+    """Add the recordings of a notebook file to ``book``, trusted only if ``trusted`` (the
+    caller's decision for this notebook); returns how many model responses it held."""
+    where = str(path)
+    notebook = _load(path) if notebook is None else notebook
+    source = str(Path(path).resolve())
     found = 0
     for item in packed_entries(notebook):
-        book.add(Recorded.from_json(item, f"{where} (notebook metadata)"), trusted=False)
+        entry = Recorded.from_json(item, f"{where} (notebook metadata)")
+        book.add(entry, trusted=trusted, source=source)
         found += 1
     for number, cell in enumerate(notebook.get("cells") or (), start=1):
         for output in cell.get("outputs") or ():
@@ -72,7 +117,8 @@ def add_notebook(book: RecordBook, path: str | Path) -> int:
             if not isinstance(recording, list):
                 raise ReplayError(f"{where}, cell {number}: the recording is not a list")
             for item in recording:
-                book.add(Recorded.from_json(item, f"{where}, cell {number}"), trusted=False)
+                entry = Recorded.from_json(item, f"{where}, cell {number}")
+                book.add(entry, trusted=trusted, source=source)
                 found += 1
             for result in meta.get("tool_results") or ():
                 if isinstance(result, dict):
@@ -81,21 +127,45 @@ def add_notebook(book: RecordBook, path: str | Path) -> int:
 
 
 def read_notebook(path: str | Path) -> RecordBook:
-    """Every recording a notebook file carries."""
+    """Every recording a notebook file carries (untrusted)."""
     book = RecordBook()
     add_notebook(book, path)
     return book
 
 
-def kernel_book(notebook: str | None) -> RecordBook:
-    """The recordings a kernel starts from (see :func:`recording_files`). A file that
-    cannot be read raises ``ReplayError`` when it was named (the notebook, or
-    ``$NBAGENT_RECORDINGS``); a guessed one is skipped with a note on stderr."""
+UNKNOWN_NOTEBOOK = (
+    "nbagent: NBAGENT_TRUST applies to the notebook being executed, and this kernel was not "
+    "told which one it is (nbclient and papermill do not say): its recordings stay "
+    "untrusted. Set NBAGENT_RECORDINGS=NOTEBOOK.ipynb for the run, or run "
+    "`nbagent trust NOTEBOOK.ipynb` once."
+)
+
+
+LATE_TRUST = (
+    "nbagent: trust was turned on after this kernel read the notebook's recordings; it "
+    "does not apply to them (a cell must not trust the recordings it runs). Restart the "
+    "kernel with NBAGENT_TRUST=1, or run `nbagent trust NOTEBOOK.ipynb` and restart it."
+)
+
+
+def kernel_book(notebook: str | None, *, trust: bool = False) -> RecordBook:
+    """The recordings a kernel starts from (see :func:`recording_files`).
+
+    Trust is per source notebook: with ``trust`` (``NBAGENT_TRUST``, decided when the
+    recordings are loaded) the notebook being executed is trusted when the kernel knows
+    which one it is (``$NBAGENT_RECORDINGS`` or its own notebook), never a notebook merely
+    found in the folder; any notebook whose recordings ``nbagent trust`` recorded is
+    trusted. A file that cannot be read raises ``ReplayError`` when it was named; a
+    guessed one is skipped with a note on stderr."""
     book = RecordBook()
     named = notebook is not None or bool(os.environ.get(RECORDINGS_ENV))
+    if trust and not named:
+        print(UNKNOWN_NOTEBOOK, file=sys.stderr)
     for path in recording_files(notebook):
         try:
-            add_notebook(book, path)
+            data = _load(path)
+            trusted = (trust and named) or trust_store.is_trusted(recordings_digest(data))
+            add_notebook(book, path, trusted=trusted, notebook=data)
         except ReplayError as exc:
             if named:
                 raise

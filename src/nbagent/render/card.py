@@ -59,6 +59,9 @@ class ToolCard:
     read_only: bool = False
     problem: str | None = None
     """Why the call could not run as sent (bad JSON, unknown tool)."""
+    note: str | None = None
+    """Why a person is asked (a call replayed from a recording made elsewhere); shown
+    while the call waits, so the saved transcript does not depend on who replayed it."""
     preview: str | None = None
     """What the call would change (a unified diff for ``write_file``), as the tool said."""
     display: list[DisplayItem] = field(default_factory=list)
@@ -98,6 +101,8 @@ def card_parts(card: ToolCard) -> CardParts:
         sections.append(RawArguments(card.arguments_json))
     if card.problem:
         sections.append(Note("problem", card.problem))
+    elif card.note and card.status == "pending":
+        sections.append(Note("problem", card.note))
     if card.preview is not None:
         sections.append(
             Changes(

@@ -193,11 +193,14 @@ class Transcript:
             card.status = "pending"
             card.read_only = event.read_only
             card.preview = event.preview
+            card.note = event.note
             return "blocks"
         if isinstance(event, ApprovalDecided):
             card = self._card(event.tool_call_id)
             card.status = "approved" if event.approved else "denied"
-            who = self.decider if event.decided_by == "user" else "policy"
+            # a decision replayed from a recording was the recording person's: "you"
+            decider = "you" if event.recorded else self.decider
+            who = decider if event.decided_by == "user" else "policy"
             verb = "approved" if event.approved else "denied"
             always = " (always, for this session)" if event.scope != "call" else ""
             card.decision = f"{verb} by {who}{always}" + (
