@@ -11,6 +11,7 @@
  * @typedef {{kind: "text", text: string, html: string, tail?: string}} TextBlock
  * @typedef {{kind: "tool", id: string, name: string, status: string, label: string,
  *   decision: string | null, duration: string | null, awaits_decision: boolean,
+ *   trust_label: string | null,
  *   arguments: Array<[string, "code" | "json", string]>, arguments_json: string,
  *   problem: string | null, preview: Array<[string, string]> | null, changes_open: boolean,
  *   denied: string | null, result: string | null, truncated: boolean,
@@ -242,7 +243,8 @@ function render({ model, el }) {
   }
 
   /**
-   * Approve / Reject / Always allow, for a card that waits for a decision.
+   * Approve / Reject / Always allow, for a card that waits for a decision, and the trust
+   * button when the kernel offers one (it names it).
    * @param {ToolBlock} card
    * @returns {HTMLElement}
    */
@@ -252,7 +254,8 @@ function render({ model, el }) {
     const disable = (disabled) => {
       for (const b of buttons.querySelectorAll("button")) /** @type {HTMLButtonElement} */ (b).disabled = disabled;
     };
-    for (const [name, action] of BUTTONS) {
+    const actions = card.trust_label ? [...BUTTONS, [card.trust_label, "trust"]] : BUTTONS;
+    for (const [name, action] of actions) {
       const button = /** @type {HTMLButtonElement} */ (h("button", `nb-${action}`, name));
       button.disabled = deciding.has(card.id);
       button.addEventListener("click", () => {

@@ -120,14 +120,7 @@ class ApprovalPolicy:
         if tool.policy != "deny" and replayed is not None and replayed.trusted:
             recorded = replayed.recorded
             if recorded is not None and recorded.decided_by == "user":
-                rule = _rule(recorded.rule) if recorded.scope == "rule" else None
-                return PolicyDecision(
-                    "allow" if recorded.approved else "deny",
-                    recorded.reason,
-                    decided_by="user",
-                    scope=recorded.scope if recorded.scope != "rule" or rule else "call",
-                    rule=rule,
-                )
+                return recorded_verdict(recorded)
         verdict = self._decide(tool, arguments)
         untrusted = replayed is not None and not replayed.trusted
         if untrusted and not tool.read_only and verdict.verdict != "deny":
@@ -165,6 +158,18 @@ class ApprovalPolicy:
     def add_rule(self, rule: AllowRule) -> None:
         if rule not in self.rules:
             self.rules.append(rule)
+
+
+def recorded_verdict(recorded: RecordedDecision) -> PolicyDecision:
+    """The decision a person recorded with a call, to decide that call again."""
+    rule = _rule(recorded.rule) if recorded.scope == "rule" else None
+    return PolicyDecision(
+        "allow" if recorded.approved else "deny",
+        recorded.reason,
+        decided_by="user",
+        scope=recorded.scope if recorded.scope != "rule" or rule else "call",
+        rule=rule,
+    )
 
 
 def _rule(data: dict[str, Any] | None) -> AllowRule | None:

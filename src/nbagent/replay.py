@@ -255,6 +255,17 @@ class RecordBook:
     def tool_result(self, name: str, arguments: dict[str, Any]) -> dict[str, Any] | None:
         return self._tool_results.get((name, arguments_digest(arguments)))
 
+    def trust_source(self, source: str, digests: set[str]) -> int:
+        """Trust the entries read from the notebook ``source`` whose content hash is in
+        ``digests`` (what its trust decision covered); returns how many. Entries of
+        other notebooks and entries edited since are left as they are."""
+        trusted = 0
+        for fingerprint, entry in self._entries.items():
+            if self._sources.get(fingerprint) == source and entry.digest() in digests:
+                self._trusted.add(entry.digest())
+                trusted += 1
+        return trusted
+
     def trusted(self, entry: Recorded) -> bool:
         """Recorded live here, or read from a notebook that was trusted — this very
         content: an entry edited since, or another entry under the same fingerprint, is

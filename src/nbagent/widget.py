@@ -27,8 +27,9 @@ import traitlets
 from .events import Event, TextDelta
 from .render import TextBlock, Transcript
 
-Action = Literal["approve", "reject", "always"]
-"""What a card button asks for: approve this call, reject it, always allow the tool."""
+Action = Literal["approve", "reject", "always", "trust"]
+"""What a card button asks for: approve this call, reject it, always allow the tool, or
+trust the notebook the call was replayed from (and decide it as its recording did)."""
 
 _HERE = Path(__file__).resolve().parent
 
@@ -211,7 +212,7 @@ class AgentView(anywidget.AnyWidget):
         try:
             if kind == "decide":
                 action = content.get("action")
-                if action not in ("approve", "reject", "always"):
+                if action not in ("approve", "reject", "always", "trust"):
                     raise ValueError(f"unknown action {action!r}")
                 if self.on_decide is None:
                     raise RuntimeError("this view no longer takes decisions")

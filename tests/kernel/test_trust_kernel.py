@@ -4,6 +4,7 @@ decision replays without a card, and the transcript reads the same either way.""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import nbformat
 import pytest
 
 from nbagent.cli import main
+from nbagent.notebook import recordings
 
 from .frontend import running_kernel
 
@@ -72,3 +74,39 @@ def test_untrusted_asks_with_a_note_then_trusted_replays_the_recorded_click(
         )
         replayed = front.final_bundle(msg_id)["text/plain"]
     assert replayed == saved_plain()  # "approved by you", replayed without a card
+
+
+def test_trust_this_notebook_from_the_card(tmp_path: Path) -> None:
+    copy = tmp_path / "quickstart.ipynb"
+    shutil.copy(QUICKSTART, copy)
+    data = tmp_path / ".data"
+    env = {
+        "NBAGENT_RECORDINGS": str(copy),
+        "NBAGENT_DATA_DIR": str(data),
+        "NBAGENT_HOME": str(tmp_path / ".home"),
+        "NBAGENT_API_BASE": "http://127.0.0.1:9/v1",  # going live would fail
+    }
+    tool, agent = cells()
+    with running_kernel(**env) as front:
+        front.run(tool)
+        msg_id = front.execute(agent)
+        view = front.wait_for("the live view", lambda: front.views(msg_id))[0]
+        card = front.wait_for("a card waiting for approval", lambda: front.pending_card(view))
+        assert card["trust_label"] == "Trust this notebook"
+        assert not (data / "trusted").exists()
+        request = front.send_custom(view, {"type": "decide", "id": card["id"],
+                                           "action": "trust"})  # fmt: skip
+        assert front.ack(view, request)["ok"] is True
+        assert front.reply(msg_id)["content"]["status"] == "ok"
+        assert front.final_bundle(msg_id)["text/plain"] == saved_plain()
+        digest = recordings.recordings_digest(json.loads(copy.read_text(encoding="utf-8")))
+        assert (data / "trusted").read_text(encoding="utf-8").split()[0] == digest
+
+        # the same requests in another session now replay the recorded click, no card
+        again = front.execute(agent.replace("--tools add", "--tools add --session again"))
+        assert front.reply(again)["content"]["status"] == "ok"
+        views = front.views(again)
+        assert views and front.pending_card(views[0]) is None
+        assert front.final_bundle(again)["text/plain"] == saved_plain().replace(
+            "session default", "session again"
+        )

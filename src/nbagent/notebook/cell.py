@@ -14,12 +14,15 @@ import contextlib
 import dataclasses
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ..approval import recorded_verdict
 from ..errors import NbAgentError, RunFailed, RunStopped
 from ..events import (
     ApprovalDecided,
     ApprovalRequested,
+    ApprovalScope,
     ModelResponded,
     Provenance,
     RecordedDecision,
@@ -138,6 +141,7 @@ class CellRun:
         budget: Budget | None = None,
         model_params: dict[str, Any] | None = None,
         notebook_known: bool = False,
+        trustable: Path | None = None,
     ) -> None:
         self.registry = registry
         self.name = name
@@ -174,6 +178,10 @@ class CellRun:
         self.notebook_known = notebook_known
         """The kernel knows its notebook (JupyterLab, VS Code): its sessions folder is the
         notebook's, and the output names the log."""
+        self.trustable = trustable
+        """The notebook a card's "Trust this notebook" trusts (the one the kernel runs);
+        None: the cards say how to trust instead."""
+        self.transcript.can_trust = trustable is not None and mode != "headless"
 
     # -- callbacks from the view ----------------------------------------------------------
 
@@ -182,8 +190,50 @@ class CellRun:
             self.session.approve(tool_call_id)
         elif action == "always":
             self.session.approve(tool_call_id, scope="tool")
+        elif action == "trust":
+            self.trust(tool_call_id)
         else:
             self.session.deny(tool_call_id, reason="the user rejected the call")
+
+    def trust(self, tool_call_id: str) -> None:
+        """Trust the notebook the waiting call was replayed from (as ``nbagent trust``
+        does), with the kernel's recordings of it, then decide the call as its recording
+        did. Only the page's button calls this; only this kernel's notebook is trusted."""
+        model = self.session.model
+        found = self._replayed_call(tool_call_id)
+        if self.trustable is None or not isinstance(model, ReplayModel) or found is None:
+            raise RuntimeError(
+                f"tool call {tool_call_id!r} is not a replayed call of this kernel's notebook"
+            )
+        provenance, position = found
+        if provenance.trusted or provenance.source_notebook != str(self.trustable):
+            raise RuntimeError(f"tool call {tool_call_id!r} does not wait for trust")
+        recordings.trust_notebook(model.book, self.trustable)
+        card = self.transcript.cards.get(tool_call_id)
+        recorded = provenance.decisions[position] if position < len(provenance.decisions) else None
+        if (
+            recorded is None
+            or card is None
+            or recorded.decided_by != "user"
+            or (recorded.name, recorded.arguments) != (card.name, arguments_digest(card.arguments))
+        ):
+            self.session.approve(tool_call_id)  # nobody decided it when it was recorded
+            return
+        verdict = recorded_verdict(recorded)
+        if verdict.verdict == "allow":
+            self.session.approve(tool_call_id, scope=verdict.scope, rule=verdict.rule)
+        else:
+            scope: ApprovalScope = "tool" if verdict.scope == "tool" else "call"
+            self.session.deny(tool_call_id, reason=verdict.reason, scope=scope)
+
+    def _replayed_call(self, tool_call_id: str) -> tuple[Provenance, int] | None:
+        """The replayed response that proposed the call, and the call's position in it."""
+        for provenance, ids in zip(reversed(self.provenances), reversed(self.calls), strict=True):
+            if tool_call_id in ids:
+                if provenance.source != "replayed":
+                    return None
+                return provenance, ids.index(tool_call_id)
+        return None
 
     def stop(self) -> None:
         transcript = self.transcript

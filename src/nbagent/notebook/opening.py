@@ -157,7 +157,8 @@ class SessionOpener:
             self.registry, name, session, message, mode=mode,
             flush_interval=settings.flush_interval,
             text_sync_interval=settings.text_sync_interval,
-            notebook_known=notebook_path(self.shell) is not None, **options,
+            notebook_known=notebook_path(self.shell) is not None,
+            trustable=recordings.kernel_notebook(notebook_path(self.shell)), **options,
         )  # fmt: skip
 
     def check_capacity(self, name: str, settings: config.Settings) -> None:

@@ -86,6 +86,31 @@ def recordings_digest(notebook: NotebookJson) -> str:
     return hashlib.sha256(data.encode()).hexdigest()
 
 
+def kernel_notebook(notebook: str | None) -> Path | None:
+    """The one notebook the kernel runs, when it knows (``$NBAGENT_RECORDINGS`` naming a
+    single notebook, else the frontend's path): what a click can trust. None when it
+    reads a folder's notebooks or several named ones."""
+    named = [Path(p) for p in os.environ.get(RECORDINGS_ENV, "").split(os.pathsep) if p]
+    if named:
+        return named[0].resolve() if len(named) == 1 else None
+    if notebook is None:
+        return None
+    return recording_files(notebook)[0].resolve()
+
+
+def trust_notebook(book: RecordBook, path: Path) -> int:
+    """Trust the notebook's recordings as ``nbagent trust`` does (the same hash in the same
+    file), and the entries of ``book`` read from it that the hash covers; returns how
+    many of those there are. Recordings of other notebooks stay as they are."""
+    data = _load(path)
+    current = RecordBook()
+    if not add_notebook(current, path, notebook=data):
+        raise ReplayError(f"{path} holds no recordings: there is nothing to trust")
+    trust_store.trust(recordings_digest(data), path)
+    digests = {entry.digest() for entry in current.entries()}
+    return book.trust_source(str(path.resolve()), digests)
+
+
 def notebook_trusted(path: str | Path) -> bool:
     """Whether ``nbagent trust`` was given for the notebook's recordings as they are."""
     return trust_store.is_trusted(recordings_digest(_load(path)))

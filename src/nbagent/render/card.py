@@ -27,6 +27,9 @@ from .parts import (
 
 _CODE_KEYS = frozenset({"code", "source", "script", "command", "cmd", "sql", "query", "patch"})
 
+TRUST_LABEL = "Trust this notebook"
+"""The button that trusts the notebook of a replayed call waiting for a person."""
+
 STATUS_LABELS = {
     "proposed": "proposed",
     "pending": "waiting for approval",
@@ -62,6 +65,9 @@ class ToolCard:
     note: str | None = None
     """Why a person is asked (a call replayed from a recording made elsewhere); shown
     while the call waits, so the saved transcript does not depend on who replayed it."""
+    offers_trust: bool = False
+    """The call waits because its recording was made elsewhere, and the kernel knows the
+    notebook it came from: a person may trust that notebook from the card."""
     preview: str | None = None
     """What the call would change (a unified diff for ``write_file``), as the tool said."""
     display: list[DisplayItem] = field(default_factory=list)
@@ -122,5 +128,6 @@ def card_parts(card: ToolCard) -> CardParts:
         header=header,
         sections=tuple(sections),
         awaits_decision=card.status == "pending",
+        trust_label=TRUST_LABEL if card.status == "pending" and card.offers_trust else None,
         duration_s=card.duration_s,
     )

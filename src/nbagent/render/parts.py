@@ -128,6 +128,9 @@ class CardParts:
     sections: tuple[CardSection, ...]
     awaits_decision: bool
     """A person can still approve or reject the call (the live view shows buttons)."""
+    trust_label: str | None
+    """The label of the button that trusts the call's notebook, on the card of an
+    untrusted replayed call whose notebook the kernel knows; None: no such button."""
     duration_s: float
     """How long the tool ran (the live view shows it; saved outputs do not)."""
 
@@ -143,6 +146,7 @@ class CardParts:
             "decision": self.header.decision,
             "duration": f"{self.duration_s:.2f} s" if self.duration_s else None,
             "awaits_decision": self.awaits_decision,
+            "trust_label": self.trust_label,
             **_no_sections(),
             "sections": [section.kind for section in self.sections],
         }

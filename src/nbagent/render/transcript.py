@@ -146,6 +146,9 @@ class Transcript:
         self.finished_at: float | None = None
         self.decider = "you"
         """Who answers approval requests (a headless run answers by policy)."""
+        self.can_trust = False
+        """A person can trust the notebook of a replayed call from its card (the kernel
+        knows which notebook it runs)."""
         self.responses = 0
         """Model responses so far."""
         self.replayed = 0
@@ -194,6 +197,7 @@ class Transcript:
             card.read_only = event.read_only
             card.preview = event.preview
             card.note = event.note
+            card.offers_trust = self.can_trust and event.note is not None
             return "blocks"
         if isinstance(event, ApprovalDecided):
             card = self._card(event.tool_call_id)
