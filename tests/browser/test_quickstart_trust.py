@@ -1,6 +1,7 @@
 """The quickstart copied into JupyterLab 4, in headless Chromium: its replayed ``add`` call
 comes from a recording made elsewhere, so the card waits and offers "Trust this notebook";
-the click trusts the notebook on this machine and the run goes on as recorded."""
+Approve lets one run go on and trusts nothing; after a restart the card asks again, and
+Trust trusts the notebook on this machine and the run goes on as recorded."""
 
 from __future__ import annotations
 
@@ -58,6 +59,17 @@ def test_trust_the_copied_quickstart_from_its_card(lab: tuple[str, Path], browse
     page.get_by_role("menuitem", name=re.compile("^Run All Cells")).click()
 
     view = page.locator(".nbagent-view").first
+    approve = view.get_by_role("button", name="Approve", exact=True)
+    expect(approve).to_be_visible(timeout=60_000)
+    approve.click()  # once: the run goes on, and the notebook stays untrusted
+    done = page.locator(".jp-OutputArea-output").filter(has_text="completed ['add']")
+    expect(done).to_be_visible(timeout=30_000)
+    page.get_by_text(re.compile(r"Python 3 \(ipykernel\) \| Idle")).wait_for(timeout=60_000)
+    assert not (home / ".data" / "trusted").exists()
+
+    page.get_by_role("menuitem", name="Kernel", exact=True).click()
+    page.get_by_role("menuitem", name=re.compile("^Restart Kernel and Run All Cells")).click()
+    page.locator(".jp-Dialog .jp-mod-accept").click()
     trust = view.get_by_role("button", name="Trust this notebook", exact=True)
     expect(trust).to_be_visible(timeout=60_000)
     expect(view.get_by_role("button", name="Approve", exact=True)).to_be_visible()
@@ -74,9 +86,8 @@ def test_trust_the_copied_quickstart_from_its_card(lab: tuple[str, Path], browse
     trust.click()
     output = page.locator(".jp-OutputArea-output .nbagent-transcript").first
     expect(output).to_contain_text("approved by you", timeout=30_000)
-    expect(
-        page.locator(".jp-OutputArea-output").filter(has_text="completed ['add']")
-    ).to_be_visible()
+    expect(view.get_by_role("button", name="Trust this notebook")).to_have_count(0)
+    expect(done).to_be_visible(timeout=30_000)
     trusted = (home / ".data" / "trusted").read_text(encoding="utf-8")
     assert trusted.split()[0] == digest
     assert not errors, errors
