@@ -94,6 +94,10 @@ def test_trust_this_notebook_from_the_card(tmp_path: Path) -> None:
         card = front.wait_for("a card waiting for approval", lambda: front.pending_card(view))
         assert card["trust_label"] == "Trust this notebook"
         assert not (data / "trusted").exists()
+        request = front.send_custom(view, {"type": "decide", "id": "nope", "action": "trust"})
+        refused = front.ack(view, request)
+        assert refused["ok"] is False and "not a replayed call" in refused["error"]
+        assert not (data / "trusted").exists()
         request = front.send_custom(view, {"type": "decide", "id": card["id"],
                                            "action": "trust"})  # fmt: skip
         assert front.ack(view, request)["ok"] is True
