@@ -1,27 +1,24 @@
 // nbagent live view: one ESM module, no bundler, no dependencies.
 //
-// State comes from two traits (`blocks`, `status`) plus custom "delta" messages that
-// carry streamed text every 33–50 ms; `synced_seq` says which delta the last `blocks`
-// sync already contains. The kernel decides what a card shows and how states are called
-// (the parts of `nbagent.render`): this file lays the parts out and makes no decisions.
-// Text blocks arrive as safe HTML rendered by the kernel; it is parsed inert, and only
-// an allowlist of tags and attributes is kept. Streamed text is shown as text.
+// State comes from three traits (`blocks`, `status`, `media`) and custom messages: "delta"
+// carries streamed text every 33–50 ms, "patch" the blocks that changed (a card's new state,
+// the streaming text rendered), "ack" the answer to a click. `synced_seq` and a patch's
+// `seq` say which delta the blocks already contain.
+// The kernel decides what a card shows and renders it: each card arrives as the same HTML
+// the saved notebook shows (`nbagent.render.as_html`), so the view does not jump when the
+// run ends. That HTML is parsed inert, and only an allowlist of tags and attributes is
+// kept; this file adds the buttons and makes no decisions. Streamed text is shown as text.
 
 /**
  * @typedef {{kind: "text", text: string, html: string, tail?: string}} TextBlock
  * @typedef {{kind: "tool", id: string, name: string, status: string, label: string,
- *   decision: string | null, duration: string | null, awaits_decision: boolean,
- *   trust_label: string | null,
- *   arguments: Array<[string, "code" | "json", string]>, arguments_json: string,
- *   problem: string | null, preview: Array<[string, string]> | null, changes_open: boolean,
- *   denied: string | null, result: string | null, truncated: boolean,
- *   display: DisplayItem[], display_note: string | null, sections: string[]}} ToolBlock
- * @typedef {{kind: "image", mime: string, ref: string, alt?: string}
- *   | {kind: "text", text: string}} DisplayItem
+ *   awaits_decision: boolean, trust_label: string | null, html: string,
+ *   arguments: Array<[string, string, string]>}} ToolBlock
  * @typedef {TextBlock | ToolBlock} Block
- * @typedef {{notices: string[], label: string, details: string, elapsed_s: number,
- *   finished: boolean}} Status
+ * @typedef {{notices: string[], notice_tones?: string[], label: string, details: string,
+ *   elapsed_s: number, finished: boolean, state?: string}} Status
  * @typedef {{type: "delta", seq: number, block: number, text: string}
+ *   | {type: "patch", seq: number, count: number, blocks: Array<[number, Block]>}
  *   | {type: "ack", request: number, ok: boolean, error?: string}} Incoming
  * @typedef {{get(name: string): any, on(event: string, cb: Function): void,
  *   off(event: string, cb: Function): void, send(content: object): void}} Model
@@ -32,43 +29,74 @@ const SAFE_URL = /^(https?:|mailto:|#)/i;
 // Tool images: only PNG/JPEG, only plain base64 (checked in the kernel too).
 const IMAGE_MIMES = new Set(["image/png", "image/jpeg"]);
 const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
-const DIFF_KINDS = new Set(["add", "del", "hunk", "meta", "ctx"]);
 // What the kernel's Markdown renderer writes; anything else is dropped with its content.
 const TEXT_TAGS = new Set([
   "P", "BR", "HR", "STRONG", "EM", "DEL", "CODE", "PRE", "A", "UL", "OL", "LI", "BLOCKQUOTE",
   "H1", "H2", "H3", "H4", "H5", "H6", "TABLE", "THEAD", "TBODY", "TR", "TH", "TD",
 ]);
-const BUTTONS = [["Approve", "approve"], ["Reject", "reject"], ["Always allow", "always"]];
+// What the kernel's card renderer writes, and the attributes it uses.
+const CARD_TAGS = new Set(["DIV", "SPAN", "CODE", "PRE", "B", "I", "DETAILS", "SUMMARY"]);
+const CARD_ATTRIBUTES = new Set(["class", "style", "title", "data-status", "data-ref", "open"]);
+// A style that could load anything or escape its declaration is dropped whole.
+const UNSAFE_STYLE = /url\s*\(|image-set|expression|@import|\\|javascript:|[<>]/i;
 
 const CSS = `
 .nbagent-view { font-family: var(--jp-ui-font-family, sans-serif); font-size: var(--jp-content-font-size1, 14px);
   color: var(--jp-content-font-color1, #222); border-left: 3px solid var(--jp-brand-color1, #1976d2);
-  padding: 4px 10px; margin: 2px 0; }
-.nbagent-view .nb-status { display: flex; gap: 8px; align-items: center; color: var(--jp-content-font-color2, #666);
-  font-size: 90%; flex-wrap: wrap; }
+  padding: 2px 0 0 10px; margin: 2px 0; line-height: 1.5; }
 .nbagent-view .nb-text p { margin: 4px 0; white-space: pre-wrap; }
 .nbagent-view .nb-text ul, .nbagent-view .nb-text ol { margin: 4px 0; }
 .nbagent-view .nb-text code { background: var(--jp-layout-color2, #f5f5f5); padding: 0 2px; }
-.nbagent-view .nb-text pre code { padding: 0; }
+.nbagent-view .nb-text pre { background: var(--jp-layout-color2, #f5f5f5); padding: 4px 6px; white-space: pre-wrap;
+  font-family: var(--jp-code-font-family, monospace); }
+.nbagent-view .nb-text pre code { padding: 0; background: none; }
 .nbagent-view .nb-text td, .nbagent-view .nb-text th { border: 1px solid var(--jp-border-color2, #ddd); padding: 1px 6px; }
 .nbagent-view .nb-tail { white-space: pre-wrap; }
-.nbagent-view pre { background: var(--jp-layout-color2, #f5f5f5); padding: 4px 6px; margin: 4px 0;
-  white-space: pre-wrap; overflow-x: auto; }
-.nbagent-view .nb-card { border: 1px solid var(--jp-border-color1, #bbb); border-radius: 4px; padding: 4px 8px; margin: 6px 0; }
-.nbagent-view .nb-card[data-status="pending"] { border-color: var(--jp-warn-color1, #f57c00); }
-.nbagent-view .nb-card[data-status="ok"] { border-color: var(--jp-success-color1, #2e7d32); }
-.nbagent-view .nb-card[data-status="denied"], .nbagent-view .nb-card[data-status="error"] {
+.nbagent-view .nb-card { outline: none; border-radius: 6px; }
+.nbagent-view .nb-card:focus-visible, .nbagent-view .nb-card:focus-within {
+  box-shadow: 0 0 0 2px var(--jp-brand-color2, #64b5f6); }
+.nbagent-view .nb-card > .nbagent-tool { margin: 8px 0 !important; }
+.nbagent-view .nb-card.nb-asks > .nbagent-tool { margin-bottom: 0 !important;
+  border-bottom-left-radius: 0 !important; border-bottom-right-radius: 0 !important; }
+.nbagent-view .nb-actions { display: flex; flex-wrap: wrap; gap: 6px; align-items: center; padding: 6px 10px;
+  border: 1px solid var(--jp-border-color2, rgba(128,128,128,0.35)); border-top: none;
+  border-radius: 0 0 6px 6px; background: var(--jp-layout-color1, #fff); margin-bottom: 8px; }
+.nbagent-view button { font: inherit; font-size: var(--jp-ui-font-size1, 13px); cursor: pointer; border-radius: 4px;
+  padding: 3px 12px; border: 1px solid var(--jp-border-color1, #bdbdbd); background: var(--jp-layout-color2, #eee);
+  color: var(--jp-ui-font-color1, #212121); }
+.nbagent-view button:hover:not(:disabled) { background: var(--jp-layout-color3, #ddd); }
+.nbagent-view button:focus-visible { outline: 2px solid var(--jp-brand-color1, #1976d2); outline-offset: 1px; }
+.nbagent-view button:disabled { opacity: 0.55; cursor: default; }
+.nbagent-view button.nb-primary { background: var(--jp-brand-color1, #1976d2); border-color: var(--jp-brand-color1, #1976d2);
+  color: var(--jp-ui-inverse-font-color1, #fff); font-weight: 600; }
+.nbagent-view button.nb-primary:hover:not(:disabled) { background: var(--jp-brand-color0, #0d47a1); }
+.nbagent-view button.nb-primary.nb-danger { background: var(--jp-error-color1, #c62828); border-color: var(--jp-error-color1, #c62828); }
+.nbagent-view button.nb-primary.nb-danger:hover:not(:disabled) { background: var(--jp-error-color0, #b71c1c); }
+.nbagent-view button.nb-reject:hover:not(:disabled) { color: var(--jp-error-color1, #c62828);
   border-color: var(--jp-error-color1, #c62828); }
-.nbagent-view .nb-args td { vertical-align: top; text-align: left; padding: 1px 6px 1px 0; }
-.nbagent-view .nb-buttons { display: flex; gap: 6px; margin: 4px 0; }
-.nbagent-view button { cursor: pointer; padding: 2px 10px; }
-.nbagent-view .nb-notice { color: var(--jp-error-color1, #c62828); font-weight: bold; margin: 4px 0; }
-.nbagent-view .nb-muted { color: var(--jp-content-font-color2, #666); }
-.nbagent-view .nb-diff-add { color: #116329; background: #dafbe1; }
-.nbagent-view .nb-diff-del { color: #82071e; background: #ffebe9; }
-.nbagent-view .nb-diff-hunk { color: var(--jp-info-color1, #0550ae); }
-.nbagent-view .nb-diff-meta { color: var(--jp-content-font-color2, #57606a); font-weight: bold; }
-.nbagent-view .nb-display-image { display: block; max-width: 100%; margin: 4px 0; }
+.nbagent-view .nb-hint { color: var(--jp-ui-font-color2, #616161); font-size: var(--jp-ui-font-size0, 11px); margin-left: auto; }
+.nbagent-view .nb-reason { flex: 1 1 220px; min-width: 160px; font: inherit; padding: 3px 6px; border-radius: 4px;
+  border: 1px solid var(--jp-border-color1, #bdbdbd); background: var(--jp-input-background, var(--jp-layout-color0, #fff));
+  color: var(--jp-ui-font-color1, #212121); }
+.nbagent-view .nb-menu { display: inline-flex; gap: 6px; }
+.nbagent-view .nb-status { position: relative; z-index: 2; display: flex; gap: 8px; align-items: center;
+  flex-wrap: wrap; padding: 4px 0; background: var(--jp-layout-color0, #fff);
+  color: var(--jp-ui-font-color1, #212121); font-size: var(--jp-ui-font-size1, 13px); }
+.nbagent-view .nb-status.nb-floating { box-shadow: 0 -1px 0 var(--jp-border-color2, #e0e0e0); }
+.nbagent-view .nb-status .nb-details { color: var(--jp-ui-font-color2, #616161); }
+.nbagent-view .nb-status button { padding: 1px 10px; }
+.nbagent-view .nb-spinner { width: 10px; height: 10px; border-radius: 50%; flex: none;
+  border: 2px solid var(--jp-border-color1, #bdbdbd); border-top-color: var(--jp-brand-color1, #1976d2);
+  animation: nb-spin 0.9s linear infinite; }
+.nbagent-view .nb-spinner[hidden] { display: none; }
+@keyframes nb-spin { to { transform: rotate(360deg); } }
+@media (prefers-reduced-motion: reduce) { .nbagent-view .nb-spinner { animation: none; } }
+.nbagent-view .nb-notice { border-left: 3px solid var(--jp-error-color1, #c62828); padding: 2px 8px; margin: 6px 0;
+  color: var(--jp-error-color1, #c62828); font-weight: 600; }
+.nbagent-view .nb-notice.nb-info { border-left-color: var(--jp-border-color1, #bdbdbd);
+  color: var(--jp-content-font-color1, #222); font-weight: normal; }
+.nbagent-view .nbagent-image { display: block; }
+.nbagent-view .nbagent-image img { display: block; max-width: 100%; margin: 4px 0; }
 `;
 
 /**
@@ -86,12 +114,12 @@ function h(tag, cls, text) {
 }
 
 /**
- * Copy the allowed part of parsed HTML: known tags, safe links, nothing else.
+ * Copy the allowed part of the kernel's Markdown HTML: known tags, safe links, nothing else.
  * Parsing into a <template> is inert (no script runs, no image loads).
  * @param {Node} from
  * @param {Node} into
  */
-function copyAllowed(from, into) {
+function copyText(from, into) {
   for (const child of from.childNodes) {
     if (child.nodeType === Node.TEXT_NODE) {
       into.appendChild(document.createTextNode(child.textContent ?? ""));
@@ -106,10 +134,47 @@ function copyAllowed(from, into) {
       }
       const start = element.getAttribute("start");
       if (element.tagName === "OL" && start && /^\d+$/.test(start)) node.setAttribute("start", start);
-      copyAllowed(element, node);
+      copyText(element, node);
       into.appendChild(node);
     }
   }
+}
+
+/**
+ * Copy the allowed part of the kernel's card HTML: its tags and attributes, styles that
+ * cannot load anything. Anything else is dropped with its content.
+ * @param {Node} from
+ * @param {Node} into
+ */
+function copyCard(from, into) {
+  for (const child of from.childNodes) {
+    if (child.nodeType === Node.TEXT_NODE) {
+      into.appendChild(document.createTextNode(child.textContent ?? ""));
+    } else if (child.nodeType === Node.ELEMENT_NODE && CARD_TAGS.has(/** @type {Element} */ (child).tagName)) {
+      const element = /** @type {Element} */ (child);
+      const node = document.createElement(element.tagName.toLowerCase());
+      for (const { name, value } of element.attributes) {
+        if (!CARD_ATTRIBUTES.has(name)) continue;
+        if (name === "style" && UNSAFE_STYLE.test(value)) continue;
+        node.setAttribute(name, value);
+      }
+      copyCard(element, node);
+      into.appendChild(node);
+    }
+  }
+}
+
+/**
+ * @param {string} html
+ * @param {(from: Node, into: Node) => void} copy
+ * @param {HTMLElement} into
+ * @returns {HTMLElement}
+ */
+function parsed(html, copy, into) {
+  const template = document.createElement("template");
+  template.innerHTML = html;
+  copy(template.content, into);
+  return into;
 }
 
 /**
@@ -119,10 +184,7 @@ function copyAllowed(from, into) {
  * @returns {HTMLElement}
  */
 function textNode(html, tail) {
-  const out = h("div", "nb-text");
-  const template = document.createElement("template");
-  template.innerHTML = html;
-  copyAllowed(template.content, out);
+  const out = parsed(html, copyText, h("div", "nb-text"));
   out.append(h("span", "nb-tail", tail));
   return out;
 }
@@ -135,34 +197,42 @@ function render({ model, el }) {
   const root = h("div", "nbagent-view");
   const style = h("style", "", CSS);
   const statusLine = h("div", "nb-status");
+  const spinner = h("span", "nb-spinner");
   const statusText = h("span", "nb-state");
+  const statusDetails = h("span", "nb-details");
   const stop = h("button", "nb-stop", "Stop");
+  stop.title = "Stop the run (the notebook's interrupt button does the same)";
   const body = h("div", "nb-body");
   const notices = h("div", "nb-notices");
-  statusLine.append(statusText, stop);
+  statusLine.append(spinner, statusText, statusDetails, stop);
   root.append(style, body, notices, statusLine);
   el.append(root);
 
-  /** Text streamed into each block since the last `blocks` sync. @type {string[]} */
+  /** The blocks as the page holds them (the trait, then patches). @type {Block[]} */
+  let blocks = [];
+  /** The node shown for each block. @type {HTMLElement[]} */
+  let nodes = [];
+  /** Text streamed into each block since the block's last update. @type {string[]} */
   let tails = [];
-  /** @type {Array<HTMLElement | null>} */
-  let textNodes = [];
-  let blockCount = 0;
   let lastSeq = 0;
   let nextRequest = 1;
   let receivedAt = Date.now();
   /** @type {Map<number, {resolve: Function, reject: Function, timer: number}>} */
   const waiting = new Map();
-  /** @type {Set<string>} */
+  /** Cards whose decision was sent. @type {Set<string>} */
   const deciding = new Set();
+  /** Cards whose reject reason field is open, with what was typed. @type {Map<string, string>} */
+  const reasons = new Map();
+  /** Cards whose "Always allow" choices are open. @type {Set<string>} */
+  const alwaysOpen = new Set();
   /** @type {Set<number>} */
   const dirty = new Set();
   /** Image nodes by media key, kept across re-renders so each image decodes once.
    * @type {Map<string, HTMLImageElement>} */
   const images = new Map();
-  /** "Changes" sections the user opened or closed, by call id.
+  /** Folded sections the user opened or closed, by call id and section class.
    * @type {Map<string, boolean>} */
-  const changesOpen = new Map();
+  const folds = new Map();
   let frame = 0;
 
   /**
@@ -187,40 +257,46 @@ function render({ model, el }) {
     notices.append(h("div", "nb-notice", message));
   }
 
-  /** How each section of a card is laid out, by the kind the kernel named it.
-   * @type {Record<string, (card: ToolBlock) => HTMLElement>} */
-  const SECTIONS = {
-    arguments: (card) => {
-      const table = h("table", "nb-args");
-      for (const [key, how, text] of card.arguments) {
-        const row = h("tr");
-        const value = h("td");
-        if (how === "code") {
-          const pre = h("pre");
-          pre.append(h("code", "", text));
-          value.append(pre);
-        } else value.append(h("code", "", text));
-        row.append(h("td", "", key), value);
-        table.append(row);
+  /**
+   * Fill a card's image placeholders from `media` (checked PNG/JPEG base64 only).
+   * @param {HTMLElement} node
+   */
+  function fillImages(node) {
+    /** @type {Record<string, {mime: string, data: string}>} */
+    const media = model.get("media") ?? {};
+    for (const slot of node.querySelectorAll(".nbagent-image")) {
+      const ref = slot.getAttribute("data-ref") ?? "";
+      const entry = media[ref];
+      if (!entry || !IMAGE_MIMES.has(entry.mime) || !BASE64.test(entry.data)) continue;
+      let img = images.get(ref);
+      if (!img) {
+        img = /** @type {HTMLImageElement} */ (h("img"));
+        img.alt = slot.textContent ?? "";
+        img.src = `data:${entry.mime};base64,${entry.data}`;
+        images.set(ref, img);
       }
-      return table;
-    },
-    arguments_json: (card) => h("pre", "", card.arguments_json),
-    problem: (card) => h("div", "nb-muted", card.problem ?? ""),
-    preview: changesNode,
-    denied: (card) => {
-      const node = h("div", "nb-denied");
-      node.append(h("b", "", "Denied: "), card.denied ?? "");
-      return node;
-    },
-    result: (card) => {
-      const details = /** @type {HTMLDetailsElement} */ (h("details", "nb-result"));
-      details.open = true;
-      details.append(h("summary", "", card.truncated ? "result (truncated)" : "result"), h("pre", "", card.result ?? ""));
-      return details;
-    },
-    display: displayNode,
-  };
+      slot.replaceChildren(img);
+    }
+  }
+
+  /**
+   * Keep folded sections as the user left them, across updates of the card.
+   * @param {HTMLElement} node
+   * @param {string} id
+   */
+  function keepFolds(node, id) {
+    for (const details of node.querySelectorAll("details")) {
+      const d = /** @type {HTMLDetailsElement} */ (details);
+      const key = `${id} ${d.className}`;
+      const kernelOpen = d.open;
+      const chosen = folds.get(key);
+      if (chosen !== undefined) d.open = chosen;
+      d.addEventListener("toggle", () => {
+        if (d.open === kernelOpen) folds.delete(key);
+        else folds.set(key, d.open);
+      });
+    }
+  }
 
   /**
    * @param {ToolBlock} card
@@ -228,131 +304,195 @@ function render({ model, el }) {
    */
   function cardNode(card) {
     const node = h("div", "nb-card");
-    node.dataset.status = card.status;
     node.dataset.callId = card.id;
-    const head = h("div", "nb-card-head");
-    const summary = [card.label, card.decision, card.duration].filter(Boolean).join(" · ");
-    head.append(h("b", "", "tool "), h("code", "", card.name), ` · ${summary}`);
-    node.append(head);
-    for (const kind of card.sections ?? []) {
-      const section = SECTIONS[kind];
-      if (section) node.append(section(card));
+    parsed(card.html ?? "", copyCard, node);
+    fillImages(node);
+    keepFolds(node, card.id);
+    if (card.awaits_decision) {
+      node.classList.add("nb-asks");
+      node.tabIndex = 0;
+      // JupyterLab leaves keys alone inside this element: Enter and Esc are the card's.
+      node.setAttribute("data-lm-suppress-shortcuts", "true");
+      node.append(actionsNode(card, node));
+      node.addEventListener("keydown", (event) => onCardKey(event, card, node));
     }
-    if (card.awaits_decision) node.append(buttonsNode(card));
     return node;
   }
 
   /**
-   * Approve / Reject / Always allow, for a card that waits for a decision, and the trust
-   * button when the kernel offers one (it names it).
+   * Enter approves, Esc opens the reject reason (and closes it again), when the card has
+   * the focus (not a field or button inside it, which handle their own keys).
+   * @param {KeyboardEvent} event
    * @param {ToolBlock} card
-   * @returns {HTMLElement}
+   * @param {HTMLElement} node
    */
-  function buttonsNode(card) {
-    const buttons = h("div", "nb-buttons");
-    /** @param {boolean} disabled */
-    const disable = (disabled) => {
-      for (const b of buttons.querySelectorAll("button")) /** @type {HTMLButtonElement} */ (b).disabled = disabled;
-    };
-    const actions = card.trust_label ? [...BUTTONS, [card.trust_label, "trust"]] : BUTTONS;
-    for (const [name, action] of actions) {
-      const button = /** @type {HTMLButtonElement} */ (h("button", `nb-${action}`, name));
-      button.disabled = deciding.has(card.id);
-      button.addEventListener("click", () => {
-        deciding.add(card.id);
-        disable(true);
-        request({ type: "decide", id: card.id, action }).catch((err) => {
-          deciding.delete(card.id);
-          disable(false);
-          showProblem(`${name} failed: ${err.message}`);
-        });
-      });
-      buttons.append(button);
+  function onCardKey(event, card, node) {
+    if (event.target !== node || event.altKey || event.ctrlKey || event.metaKey) return;
+    if (event.key === "Enter" && !event.shiftKey) {
+      event.preventDefault();
+      event.stopPropagation();
+      decide(card, "approve", node);
+    } else if (event.key === "Escape") {
+      event.preventDefault();
+      event.stopPropagation();
+      openReason(card);
     }
-    return buttons;
   }
 
   /**
-   * What the call would change: preformatted lines, coloured by kind (text only).
-   * Open as the kernel says (while the call waits) unless the user opened or closed it.
+   * Send a decision; the card's buttons stay disabled until the kernel's next update.
    * @param {ToolBlock} card
-   * @returns {HTMLElement}
+   * @param {string} action
+   * @param {HTMLElement} node
+   * @param {string} [reason]
    */
-  function changesNode(card) {
-    const details = /** @type {HTMLDetailsElement} */ (h("details", "nb-changes"));
-    details.open = changesOpen.get(card.id) ?? card.changes_open;
-    // Setting `open` above fires "toggle" too: only a change away from what the kernel
-    // says is the user's, and outlives the decision.
-    details.addEventListener("toggle", () => {
-      if (details.open === card.changes_open) changesOpen.delete(card.id);
-      else changesOpen.set(card.id, details.open);
+  function decide(card, action, node, reason) {
+    if (deciding.has(card.id)) return;
+    deciding.add(card.id);
+    for (const b of node.querySelectorAll("button, input")) /** @type {HTMLButtonElement} */ (b).disabled = true;
+    request({ type: "decide", id: card.id, action, ...(reason ? { reason } : {}) }).catch((err) => {
+      deciding.delete(card.id);
+      for (const b of node.querySelectorAll("button, input")) /** @type {HTMLButtonElement} */ (b).disabled = false;
+      showProblem(`${action} failed: ${err.message}`);
     });
-    const pre = h("pre", "nb-diff");
-    for (const [kind, line] of card.preview ?? []) {
-      pre.append(h("span", DIFF_KINDS.has(kind) ? `nb-diff-${kind}` : "", line), "\n");
-    }
-    details.append(h("summary", "", "changes"), pre);
-    return details;
+  }
+
+  /** @param {ToolBlock} card */
+  function openReason(card) {
+    if (reasons.has(card.id)) reasons.delete(card.id);
+    else reasons.set(card.id, "");
+    alwaysOpen.delete(card.id);
+    rerenderCard(card.id, true);
   }
 
   /**
-   * What the tool displayed: checked PNG/JPEG images from `media`, else text.
+   * The row under a card that waits: Approve (primary), Reject (asks why), Always allow
+   * (this tool, or these arguments, for the session), and Trust when the kernel offers it.
    * @param {ToolBlock} card
+   * @param {HTMLElement} node
    * @returns {HTMLElement}
    */
-  function displayNode(card) {
-    const box = h("div", "nb-displays");
-    /** @type {Record<string, {mime: string, data: string}>} */
-    const media = model.get("media") ?? {};
-    for (const item of card.display ?? []) {
-      if (item.kind === "image") {
-        const entry = media[item.ref];
-        if (entry && IMAGE_MIMES.has(entry.mime) && BASE64.test(entry.data)) {
-          let img = images.get(item.ref);
-          if (!img) {
-            img = /** @type {HTMLImageElement} */ (h("img", "nb-display-image"));
-            img.alt = item.alt ?? "";
-            img.src = `data:${entry.mime};base64,${entry.data}`;
-            images.set(item.ref, img);
-          }
-          box.append(img);
-        } else box.append(h("pre", "nb-display", item.alt || "[image]"));
-      } else box.append(h("pre", "nb-display", item.text ?? ""));
+  function actionsNode(card, node) {
+    const row = h("div", "nb-actions");
+    const busy = deciding.has(card.id);
+    /**
+     * @param {string} label
+     * @param {string} cls
+     * @param {() => void} onClick
+     */
+    const button = (label, cls, onClick) => {
+      const b = /** @type {HTMLButtonElement} */ (h("button", cls, label));
+      b.disabled = busy;
+      b.addEventListener("click", onClick);
+      row.append(b);
+      return b;
+    };
+    if (reasons.has(card.id)) {
+      const field = /** @type {HTMLInputElement} */ (h("input", "nb-reason"));
+      field.placeholder = "Why not? The model reads this (optional)";
+      field.setAttribute("aria-label", "Reason for rejecting");
+      field.maxLength = 2000;
+      field.value = reasons.get(card.id) ?? "";
+      field.disabled = busy;
+      field.addEventListener("input", () => reasons.set(card.id, field.value));
+      field.addEventListener("keydown", (event) => {
+        event.stopPropagation(); // typing here is not a notebook shortcut
+        if (event.key === "Enter") decide(card, "reject", node, field.value.trim());
+        else if (event.key === "Escape") openReason(card);
+      });
+      row.append(field);
+      button("Reject", "nb-primary nb-danger", () => decide(card, "reject", node, field.value.trim()));
+      button("Cancel", "nb-cancel", () => openReason(card));
+      return row;
     }
-    if (card.display_note) box.append(h("div", "nb-muted", card.display_note));
-    return box;
+    button("Approve", "nb-approve nb-primary", () => decide(card, "approve", node));
+    button("Reject", "nb-reject", () => openReason(card));
+    if (alwaysOpen.has(card.id)) {
+      const menu = h("span", "nb-menu");
+      row.append(menu);
+      for (const [label, action, title] of [
+        [`Always allow ${card.name}`, "always", "every call of this tool, for this session"],
+        ["Allow these arguments", "always_args", "calls of this tool with exactly these arguments, for this session"],
+      ]) {
+        const b = /** @type {HTMLButtonElement} */ (h("button", `nb-${action.replace("_", "-")}`, label));
+        b.title = title;
+        b.disabled = busy;
+        b.addEventListener("click", () => decide(card, action, node));
+        menu.append(b);
+      }
+    } else {
+      button("Always allow…", "nb-always", () => {
+        alwaysOpen.add(card.id);
+        rerenderCard(card.id, true);
+      });
+    }
+    if (card.trust_label) button(card.trust_label, "nb-trust", () => decide(card, "trust", node));
+    row.append(h("span", "nb-hint", "Enter approves · Esc rejects"));
+    return row;
+  }
+
+  /**
+   * Show block `i` again from `blocks[i]`.
+   * @param {number} i
+   */
+  function renderBlock(i) {
+    const block = blocks[i];
+    /** @type {HTMLElement} */
+    let node;
+    if (!block) node = h("div");
+    else if (block.kind === "text") {
+      tails[i] = block.tail ?? ""; // text the kernel has not rendered yet
+      node = textNode(block.html ?? "", tails[i]);
+    } else node = cardNode(block);
+    const old = nodes[i];
+    if (old && old.parentNode === body) old.replaceWith(node);
+    else body.append(node);
+    nodes[i] = node;
+  }
+
+  /**
+   * @param {string} id
+   * @param {boolean} [focusField]
+   */
+  function rerenderCard(id, focusField) {
+    const i = blocks.findIndex((b) => b && b.kind === "tool" && b.id === id);
+    if (i < 0) return;
+    renderBlock(i);
+    const field = focusField ? nodes[i].querySelector(".nb-reason, .nb-menu button, .nb-approve") : null;
+    if (field) /** @type {HTMLElement} */ (field).focus();
   }
 
   function renderBlocks() {
-    /** @type {Block[]} */
-    const blocks = model.get("blocks") ?? [];
-    const synced = model.get("synced_seq") ?? 0;
+    blocks = [...(model.get("blocks") ?? [])];
     body.replaceChildren();
+    nodes = [];
     tails = [];
-    textNodes = [];
-    blocks.forEach((block, i) => {
-      if (block.kind === "text") {
-        tails[i] = block.tail ?? ""; // text the kernel has not rendered yet
-        const node = textNode(block.html ?? "", tails[i]);
-        textNodes[i] = node;
-        body.append(node);
-      } else {
-        textNodes[i] = null;
-        body.append(cardNode(block));
+    blocks.forEach((_, i) => renderBlock(i));
+    lastSeq = model.get("synced_seq") ?? 0; // the trait holds every delta up to `synced_seq`
+    forgetDecided();
+  }
+
+  /** Decisions the kernel has taken in: their cards no longer wait. */
+  function forgetDecided() {
+    for (const id of [...deciding, ...reasons.keys(), ...alwaysOpen]) {
+      const card = blocks.find((b) => b && b.kind === "tool" && b.id === id);
+      if (!card || !(/** @type {ToolBlock} */ (card)).awaits_decision) {
+        deciding.delete(id);
+        reasons.delete(id);
+        alwaysOpen.delete(id);
       }
-    });
-    blockCount = blocks.length;
-    lastSeq = synced; // the trait holds every delta up to `synced_seq`
+    }
   }
 
   function flushText() {
     frame = 0;
     for (const i of dirty) {
-      let node = textNodes[i];
+      let node = nodes[i];
       if (!node) {
+        blocks[i] = { kind: "text", text: "", html: "" };
         node = textNode("", "");
         body.append(node);
-        textNodes[i] = node;
+        nodes[i] = node;
       }
       const tail = node.querySelector(".nb-tail");
       if (tail) tail.textContent = tails[i] ?? "";
@@ -363,13 +503,20 @@ function render({ model, el }) {
   /** @param {Incoming} msg */
   function onMessage(msg) {
     if (msg.type === "delta") {
-      if (msg.seq !== lastSeq + 1) return; // already in a sync, or a gap the next sync fills
+      if (msg.seq !== lastSeq + 1) return; // already in the blocks, or a gap the next patch fills
       lastSeq = msg.seq;
-      if (msg.block > blockCount) return;
-      if (msg.block === blockCount) blockCount++; // streaming started a new text block
+      if (msg.block > blocks.length) return;
+      if (msg.block === blocks.length) blocks.push({ kind: "text", text: "", html: "" });
       tails[msg.block] = (tails[msg.block] ?? "") + msg.text;
       dirty.add(msg.block);
       if (!frame) frame = window.requestAnimationFrame(flushText);
+    } else if (msg.type === "patch") {
+      for (const [i, block] of msg.blocks) {
+        blocks[i] = block;
+        renderBlock(i);
+      }
+      lastSeq = msg.seq;
+      forgetDecided();
     } else if (msg.type === "ack") {
       const entry = waiting.get(msg.request);
       if (!entry) return;
@@ -384,8 +531,12 @@ function render({ model, el }) {
     /** @type {Status} */
     const s = model.get("status") ?? {};
     receivedAt = Date.now();
-    notices.replaceChildren(...(s.notices ?? []).map((n) => h("div", "nb-notice", n)));
+    const tones = s.notice_tones ?? [];
+    notices.replaceChildren(
+      ...(s.notices ?? []).map((n, i) => h("div", tones[i] === "info" ? "nb-notice nb-info" : "nb-notice", n)),
+    );
     stop.hidden = Boolean(s.finished);
+    spinner.hidden = Boolean(s.finished) || s.state === "awaiting_approval";
     tick();
   }
 
@@ -393,7 +544,8 @@ function render({ model, el }) {
     /** @type {Status} */
     const s = model.get("status") ?? {};
     const elapsed = (s.elapsed_s ?? 0) + (s.finished ? 0 : (Date.now() - receivedAt) / 1000);
-    statusText.textContent = `${s.label ?? ""} · ${elapsed.toFixed(1)} s · ${s.details ?? ""}`;
+    statusText.textContent = s.label ?? "";
+    statusDetails.textContent = `${elapsed.toFixed(1)} s · ${s.details ?? ""}`;
   }
 
   stop.addEventListener("click", () => {
@@ -404,8 +556,37 @@ function render({ model, el }) {
     });
   });
 
+  /**
+   * Keep the status line (and Stop) in sight while the view is taller than what shows of
+   * it: the line stays last in the view, drawn at the bottom of the visible area.
+   * (CSS sticky cannot: the output area is its own scroll box.)
+   */
+  let placing = 0;
+  function placeStatus() {
+    placing = 0;
+    if (!root.isConnected) return;
+    /** @type {HTMLElement | null} */
+    let scroller = root.parentElement;
+    while (scroller && !(scroller.scrollHeight > scroller.clientHeight + 1
+      && /(auto|scroll)/.test(getComputedStyle(scroller).overflowY))) scroller = scroller.parentElement;
+    const bottom = scroller ? scroller.getBoundingClientRect().bottom : window.innerHeight;
+    const view = root.getBoundingClientRect();
+    const line = statusLine.offsetHeight;
+    const lift = Math.min(Math.max(view.bottom - bottom, 0), Math.max(view.height - line * 2, 0));
+    statusLine.style.transform = lift > 0 ? `translateY(${-lift}px)` : "";
+    statusLine.classList.toggle("nb-floating", lift > 0);
+  }
+  const schedulePlace = () => {
+    if (!placing) placing = window.requestAnimationFrame(placeStatus);
+  };
+  document.addEventListener("scroll", schedulePlace, true);
+  window.addEventListener("resize", schedulePlace);
+  const resized = new ResizeObserver(schedulePlace);
+  resized.observe(root);
+
+  const onMedia = () => nodes.forEach((node) => node && fillImages(node));
   model.on("change:blocks", renderBlocks);
-  model.on("change:media", renderBlocks);
+  model.on("change:media", onMedia);
   model.on("change:status", renderStatus);
   model.on("msg:custom", onMessage);
   renderBlocks();
@@ -414,9 +595,13 @@ function render({ model, el }) {
 
   return () => {
     window.clearInterval(timer);
+    document.removeEventListener("scroll", schedulePlace, true);
+    window.removeEventListener("resize", schedulePlace);
+    resized.disconnect();
+    if (placing) window.cancelAnimationFrame(placing);
     if (frame) window.cancelAnimationFrame(frame);
     model.off("change:blocks", renderBlocks);
-    model.off("change:media", renderBlocks);
+    model.off("change:media", onMedia);
     model.off("change:status", renderStatus);
     model.off("msg:custom", onMessage);
     for (const { timer: t } of waiting.values()) window.clearTimeout(t);

@@ -24,18 +24,22 @@ from nbagent.widget import AgentView
 async def test_text_that_stops_streaming_reaches_the_page_as_rendered_html() -> None:
     view = AgentView(Transcript(), flush_interval=0.01, text_sync_interval=0.05)
     rendered = asyncio.Event()
+    sent = view.send
 
-    def on_blocks(change: dict[str, Any]) -> None:
-        if any("<strong>bold</strong>" in b.get("html", "") for b in change["new"]):
+    def send(content: dict[str, Any], buffers: Any = None) -> None:
+        if content.get("type") == "patch" and any(
+            "<strong>bold</strong>" in block.get("html", "") for _, block in content["blocks"]
+        ):
             rendered.set()
+        sent(content, buffers)
 
-    view.observe(on_blocks, names="blocks")
+    view.send = send  # type: ignore[method-assign]
     try:
         for piece in ("Some ", "**bold", "** text <script>x</script>"):
             view.feed(TextDelta(run_id="r", text=piece))
-        # no event follows the last piece: the view syncs the text once the stream pauses
+        # no event follows the last piece: the view patches the text once the stream pauses
         await asyncio.wait_for(rendered.wait(), timeout=5)
-        block = view.blocks[0]
+        block = view.blocks[0]  # the synced state holds it too (a reloaded page gets it)
         assert block["text"] == "Some **bold** text <script>x</script>"
         assert "&lt;script&gt;" in block["html"] and "<script>" not in block["html"]
         assert view.messages_sent == 1  # the three pieces went as one delta message

@@ -49,17 +49,34 @@ class AllowRule:
     tool: str
     arguments: dict[str, str] = field(default_factory=dict)
 
+    @classmethod
+    def exactly(cls, name: str, arguments: dict[str, Any]) -> AllowRule:
+        """The rule that allows ``name`` with exactly these arguments, and nothing else
+        (every glob character in the values is escaped)."""
+        return cls(
+            _escape_glob(name),
+            {key: _escape_glob(_as_text(value)) for key, value in arguments.items()},
+        )
+
     def matches(self, name: str, arguments: dict[str, Any]) -> bool:
         if not fnmatch.fnmatchcase(name, self.tool):
             return False
         for key, pattern in self.arguments.items():
             if key not in arguments:
                 return False
-            value = arguments[key]
-            text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-            if not fnmatch.fnmatchcase(text, pattern):
+            if not fnmatch.fnmatchcase(_as_text(arguments[key]), pattern):
                 return False
         return True
+
+
+def _as_text(value: Any) -> str:
+    """An argument as rules match it: strings as they are, anything else as JSON."""
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def _escape_glob(text: str) -> str:
+    """``text`` as a glob that matches only itself."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
 
 
 UNTRUSTED_REPLAY = (

@@ -1,9 +1,12 @@
 """The live view of a run: an anywidget fed with typed events.
 
 Streamed text is coalesced and sent as small custom messages (``{"type": "delta"}``)
-every ``flush_interval`` seconds; the whole state (``blocks``: text blocks and tool cards)
-is synced as a trait when a card changes, about once a second while text streams, and
-at the end. Cards arrive as the parts the one card walker yields (labels, decisions,
+every ``flush_interval`` seconds. Blocks that changed in that time (a card's new state,
+the streaming text's Markdown about once a second) go as one ``{"type": "patch"}`` message
+holding those blocks only, so a response with a thousand calls does not re-send every card
+at each change; the ``blocks`` trait is updated in place, so a page that connects later
+(a reload) gets the current state, and it is synced whole at the start and the end.
+Cards arrive as the parts the one card walker yields (labels, decisions,
 which sections show; see ``render.parts``) and text blocks with their safe HTML, so the
 page lays things out and decides nothing. Images a tool displayed go in ``media``
 (synced once, when they arrive); the cards refer to them by key, so the frequent
@@ -27,9 +30,15 @@ import traitlets
 from .events import Event, TextDelta
 from .render import TextBlock, Transcript
 
-Action = Literal["approve", "reject", "always", "trust"]
-"""What a card button asks for: approve this call, reject it, always allow the tool, or
-trust the notebook the call was replayed from (and decide it as its recording did)."""
+Action = Literal["approve", "reject", "always", "always_args", "trust"]
+"""What a card button asks for: approve this call, reject it (with the person's reason),
+always allow the tool for the session, always allow the tool with these same arguments,
+or trust the notebook the call was replayed from (and decide it as its recording did)."""
+
+ACTIONS: tuple[Action, ...] = ("approve", "reject", "always", "always_args", "trust")
+
+MAX_REASON_CHARS = 2_000
+"""The longest reason a person can give for a rejection (the model reads it)."""
 
 _HERE = Path(__file__).resolve().parent
 
@@ -59,7 +68,7 @@ class AgentView(anywidget.AnyWidget):
         self,
         transcript: Transcript,
         *,
-        on_decide: Callable[[str, Action], None] | None = None,
+        on_decide: Callable[[str, Action, str | None], None] | None = None,
         on_stop: Callable[[], None] | None = None,
         flush_interval: float = 0.04,
         text_sync_interval: float = 1.0,
@@ -78,9 +87,17 @@ class AgentView(anywidget.AnyWidget):
         self._sync_timer: asyncio.TimerHandle | None = None
         self._last_text_sync = time.monotonic()
         self._text_dirty = False
+        self._status_dirty = False
+        self._dirty: set[int] = set()
+        """Blocks changed since the last patch."""
+        self._known = 0
+        """Blocks of the transcript the view has seen."""
+        self._card_index: dict[str, int] = {}
         self._media: dict[str, dict[str, str]] = {}
         self.messages_sent = 0
-        """Custom messages sent (for tests and benchmarks)."""
+        """Delta messages sent (for tests and benchmarks)."""
+        self.patches_sent = 0
+        """Patch messages sent (for tests and benchmarks)."""
         self.on_msg(self._on_page_msg)
         self._sync_all()
 
@@ -103,83 +120,149 @@ class AgentView(anywidget.AnyWidget):
             transcript.add(event)
             block = len(transcript.blocks) - 1
             if block != self._pending_block and self._pending:
-                self._flush()
+                self._send_text()
             self._pending_block = block
             self._pending.append(event.text)
-            if self._timer is None:
-                self._timer = asyncio.get_running_loop().call_later(
-                    self.flush_interval, self._flush
-                )
+            self._schedule()
             return
         changed = transcript.add(event)
         if changed == "blocks":
-            self._sync_all()
+            self._mark(getattr(event, "tool_call_id", None) or getattr(event, "call", None))
+            self._schedule()
         elif changed == "status":
             if transcript.finished_at is not None:
                 self.finish()
             else:
-                self.status = transcript.status_json()
+                self._status_dirty = True
+                self._schedule()
+
+    def _mark(self, about: object) -> None:
+        """Note which blocks changed: new ones (and the text block before them, which is
+        complete now), and the card an event is about."""
+        blocks = self.transcript.blocks
+        for i in range(self._known, len(blocks)):
+            block = blocks[i]
+            if isinstance(block, TextBlock):
+                continue
+            self._card_index[block.id] = i
+            if i > 0 and isinstance(blocks[i - 1], TextBlock):
+                self._dirty.add(i - 1)
+        self._dirty.update(range(self._known, len(blocks)))
+        self._known = len(blocks)
+        card_id = about if isinstance(about, str) else getattr(about, "id", None)
+        if card_id in self._card_index:
+            self._dirty.add(self._card_index[card_id])
+
+    def _schedule(self) -> None:
+        if self._timer is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # fed outside the kernel's loop: nothing to wait for
+            self._flush()
+            return
+        self._timer = loop.call_later(self.flush_interval, self._flush)
+
+    def _send_text(self) -> None:
+        """Send the coalesced text as one delta message."""
+        if not self._pending:
+            return
+        self._seq += 1
+        self.send(
+            {"type": "delta", "seq": self._seq, "block": self._pending_block,
+             "text": "".join(self._pending)}
+        )  # fmt: skip
+        self.messages_sent += 1
+        self._pending.clear()
+        self._text_dirty = True
 
     def _flush(self) -> None:
-        """Send the coalesced text as one message; sync the full text about once a second,
-        and once more when the stream pauses (the page shows the kernel's HTML of the text,
-        and streamed text as plain text until then)."""
+        """Send what changed since the last flush: streamed text as a delta, changed
+        blocks as one patch (only those blocks), the status. The streaming text block's
+        Markdown is re-rendered about once a second and when the stream pauses (the page
+        shows streamed text as plain text until then)."""
         self._timer = None
-        if self._pending:
-            self._seq += 1
-            self.send(
-                {
-                    "type": "delta",
-                    "seq": self._seq,
-                    "block": self._pending_block,
-                    "text": "".join(self._pending),
-                }
-            )
-            self.messages_sent += 1
-            self._pending.clear()
-            self._text_dirty = True
+        self._send_text()
+        if self._text_dirty:
+            wait = self._last_text_sync + self.text_sync_interval - time.monotonic()
+            if wait <= 0:
+                self._sync_text(now=True)
+            elif self._sync_timer is None:
+                self._sync_timer = asyncio.get_running_loop().call_later(wait, self._sync_text)
+        self._send_patch()
+
+    def _sync_text(self, *, now: bool = False) -> None:
+        """Re-render the streaming text block (a patch of that block alone)."""
+        self._sync_timer = None
         if not self._text_dirty:
             return
-        wait = self._last_text_sync + self.text_sync_interval - time.monotonic()
-        if wait <= 0:
-            self._sync_all(fresh=False)
-        elif self._sync_timer is None:
-            self._sync_timer = asyncio.get_running_loop().call_later(wait, self._sync_text)
+        self._text_dirty = False
+        self._last_text_sync = time.monotonic()
+        if self._pending_block >= 0:
+            self._dirty.add(self._pending_block)
+        if not now:
+            self._send_text()
+            self._send_patch()
 
-    def _sync_text(self) -> None:
-        self._sync_timer = None
-        if self._text_dirty:
-            self._sync_all(fresh=False)
+    def _block_json(self, i: int, *, fresh: bool) -> dict[str, Any]:
+        block = self.transcript.blocks[i]
+        return block.to_json(fresh=fresh) if isinstance(block, TextBlock) else block.to_json()
 
-    def _sync_all(self, *, fresh: bool = True) -> None:
-        """Sync the whole state (text included); pending deltas are part of it. While text
-        streams (``fresh`` False) its Markdown may be rendered less often than synced."""
+    def _send_patch(self) -> None:
+        """Update the changed blocks in the synced state (in place: a page that connects
+        later gets them with the state) and send them to the page as one patch."""
+        if not self._dirty and not self._status_dirty:
+            return
+        changed = sorted(self._dirty)
+        self._dirty.clear()
+        rendered = [(i, self._block_json(i, fresh=False)) for i in changed]
+        blocks = self.blocks
+        for i, block in rendered:
+            if i < len(blocks):
+                blocks[i] = block
+            else:
+                blocks.extend({} for _ in range(i + 1 - len(blocks)))
+                blocks[i] = block
+        media_changed = self._move_media([block for _, block in rendered])
+        self._status_dirty = False
+        with self.hold_sync():
+            if media_changed:
+                self.media = dict(self._media)
+            self.synced_seq = self._seq
+            self.status = self.transcript.status_json()
+        if rendered:
+            self.send({"type": "patch", "seq": self._seq, "count": len(blocks),
+                       "blocks": [[i, block] for i, block in rendered]})  # fmt: skip
+            self.patches_sent += 1
+        if any(block.get("tail") for _, block in rendered):
+            # Markdown rendering was put off: come back when the stream may have paused.
+            self._text_dirty = True
+            if self._sync_timer is None:
+                self._sync_timer = asyncio.get_running_loop().call_later(
+                    self.text_sync_interval, self._sync_text
+                )
+
+    def _sync_all(self) -> None:
+        """Sync the whole state, every block rendered now (at the start and the end)."""
         for timer in (self._timer, self._sync_timer):
             if timer is not None:
                 timer.cancel()
         self._timer = self._sync_timer = None
         if self._pending:
-            self._seq += 1
+            self._seq += 1  # the state holds the pending text
             self._pending.clear()
-        self._last_text_sync = time.monotonic()
-        self._text_dirty = False
-        blocks = [
-            block.to_json(fresh=fresh) if isinstance(block, TextBlock) else block.to_json()
-            for block in self.transcript.blocks
-        ]
-        media_changed = self._move_media(blocks)
+        self._text_dirty = self._status_dirty = False
+        self._dirty.clear()
+        self._mark(None)
+        self._dirty.clear()
+        self.blocks[:] = [self._block_json(i, fresh=True) for i in range(self._known)]
+        media_changed = self._move_media(self.blocks)
         with self.hold_sync():
             if media_changed:
                 self.media = dict(self._media)
-            self.blocks = blocks
             self.synced_seq = self._seq
             self.status = self.transcript.status_json()
-        if any(block.get("tail") for block in blocks):
-            # Markdown rendering was put off: come back when the stream may have paused.
-            self._text_dirty = True
-            self._sync_timer = asyncio.get_running_loop().call_later(
-                self.text_sync_interval, self._sync_text
-            )
+        self.send_state("blocks")
 
     def _move_media(self, blocks: list[dict[str, Any]]) -> bool:
         """Replace image data in ``blocks`` by keys into ``media``; True if media grew."""
@@ -212,11 +295,15 @@ class AgentView(anywidget.AnyWidget):
         try:
             if kind == "decide":
                 action = content.get("action")
-                if action not in ("approve", "reject", "always", "trust"):
+                if action not in ACTIONS:
                     raise ValueError(f"unknown action {action!r}")
+                reason = content.get("reason")
+                if reason is not None and not isinstance(reason, str):
+                    raise ValueError("a reason must be text")
+                reason = (reason or "").strip()[:MAX_REASON_CHARS] or None
                 if self.on_decide is None:
                     raise RuntimeError("this view no longer takes decisions")
-                self.on_decide(str(content.get("id")), action)
+                self.on_decide(str(content.get("id")), action, reason)
             elif kind == "stop":
                 if self.on_stop is None:
                     raise RuntimeError("this view can no longer stop its run")

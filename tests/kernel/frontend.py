@@ -60,7 +60,21 @@ class Frontend:
             if data.get("method") == "update":
                 self.state[content["comm_id"]].update(data.get("state", {}))
             elif data.get("method") == "custom":
-                self.custom[content["comm_id"]].append(data["content"])
+                custom = data["content"]
+                self.custom[content["comm_id"]].append(custom)
+                if isinstance(custom, dict) and custom.get("type") == "patch":
+                    self._patch(self.state[content["comm_id"]], custom)
+
+    @staticmethod
+    def _patch(state: dict[str, Any], patch: dict[str, Any]) -> None:
+        """Apply a view's patch message as the page does: the blocks it holds replace
+        those at their places."""
+        blocks = list(state.get("blocks", []))
+        for i, block in patch["blocks"]:
+            blocks.extend({} for _ in range(i + 1 - len(blocks)))
+            blocks[i] = block
+        state["blocks"] = blocks
+        state["synced_seq"] = patch["seq"]
 
     def pump(self, timeout: float = 0.05) -> None:
         """Read every IOPub message available now (waiting up to ``timeout`` for one)."""

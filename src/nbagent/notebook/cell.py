@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..approval import recorded_verdict
+from ..approval import AllowRule, recorded_verdict
 from ..errors import NbAgentError, RunFailed, RunStopped
 from ..events import (
     ApprovalDecided,
@@ -29,7 +29,7 @@ from ..events import (
     RunFinished,
 )
 from ..model import LiteLLMModel, import_litellm
-from ..render import MimeBundle, Transcript
+from ..render import MimeBundle, ToolInfo, Transcript
 from ..replay import Recorded, ReplayModel, arguments_digest
 from ..session import Budget, RunHandle, RunResult, Session, ToolCallRecord, UsageTotals
 from . import recordings
@@ -161,6 +161,9 @@ class CellRun:
             model=session.model.name,
             session=name,
         )
+        self.transcript.tools = {
+            tool.name: ToolInfo(tool.description, tool.read_only) for tool in session.tools.values()
+        }
         if mode == "headless" and CellRun.scripted_person is None:
             self.transcript.decider = "the headless run"
         self.view: AgentView | None = None
@@ -185,15 +188,25 @@ class CellRun:
 
     # -- callbacks from the view ----------------------------------------------------------
 
-    def decide(self, tool_call_id: str, action: Action) -> None:
+    def decide(self, tool_call_id: str, action: Action, reason: str | None = None) -> None:
+        """A click on a card: ``reason`` is what the person typed when rejecting (the model
+        reads it)."""
         if action == "approve":
             self.session.approve(tool_call_id)
         elif action == "always":
             self.session.approve(tool_call_id, scope="tool")
+        elif action == "always_args":
+            card = self.transcript.cards.get(tool_call_id)
+            if card is None:
+                raise RuntimeError(f"no tool call {tool_call_id!r} in this run")
+            self.session.approve(
+                tool_call_id, scope="rule", rule=AllowRule.exactly(card.name, card.arguments)
+            )
         elif action == "trust":
             self.trust(tool_call_id)
         else:
-            self.session.deny(tool_call_id, reason="the user rejected the call")
+            said = f": {reason}" if reason else ""
+            self.session.deny(tool_call_id, reason=f"the user rejected the call{said}")
 
     def trust(self, tool_call_id: str) -> None:
         """Trust the notebook the waiting call was replayed from (as ``nbagent trust``

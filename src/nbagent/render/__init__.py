@@ -24,7 +24,7 @@ from .displays import (
 from .parts import CardParts, TextPart, TranscriptParts
 from .safe_markdown import markdown_escape, markdown_html, markdown_safe
 from .tables import Table, render_history
-from .transcript import Block, MimeBundle, TextBlock, Transcript, format_cost
+from .transcript import Block, MimeBundle, TextBlock, ToolInfo, Transcript, format_cost
 
 __all__ = [
     "MAX_CARD_IMAGE_CHARS",
@@ -42,6 +42,7 @@ __all__ = [
     "TextBlock",
     "TextPart",
     "ToolCard",
+    "ToolInfo",
     "Transcript",
     "TranscriptParts",
     "card_parts",

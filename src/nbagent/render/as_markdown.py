@@ -32,14 +32,20 @@ def transcript_markdown(t: TranscriptParts) -> str:
                 out.append(markdown_safe(block.text))
         else:
             out.append(card_markdown(block))
-    out.extend("> **" + markdown_escape(notice) + "**" for notice in t.notices)
+    out.extend(
+        "> **" + markdown_escape(n.text) + "**"
+        if n.tone == "error"
+        else "> " + markdown_escape(n.text)
+        for n in t.notices
+    )
     out.append("*" + markdown_escape(t.status_line) + "*")
     return "\n\n".join(out) + "\n"
 
 
 def card_markdown(card: CardParts) -> str:
     header = card.header
-    lines = [f"**tool** `{code_span(header.name)}` · {markdown_escape(header.summary)}"]
+    extra = "".join(f" · {markdown_escape(x)}" for x in (header.badge, header.origin) if x)
+    lines = [f"**tool** `{code_span(header.name)}`{extra} — {markdown_escape(header.summary)}"]
     lines.extend(section_markdown(section) for section in card.sections)
     return "\n\n".join(lines)
 
@@ -56,7 +62,9 @@ def section_markdown(section: CardSection) -> str:
         return fence(section.text, "json")
     if isinstance(section, Note):
         if section.kind == "denied":
-            return f"**Denied:** {markdown_escape(section.text)}"
+            return f"**{markdown_escape(section.text)}**"
+        if section.kind == "warning":
+            return f"> ⚠ {markdown_escape(section.text)}"
         return f"*{markdown_escape(section.text)}*"
     if isinstance(section, Changes):
         shown = "\n".join(line for _, line in section.lines)

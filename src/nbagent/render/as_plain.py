@@ -30,13 +30,15 @@ def transcript_plain(t: TranscriptParts) -> str:
                 out.append(block.text)
         else:
             out.append(card_plain(block))
-    out.extend(f"! {notice}" for notice in t.notices)
+    out.extend(f"! {n.text}" if n.tone == "error" else f"· {n.text}" for n in t.notices)
     out.append(t.status_line)
     return "\n\n".join(out)
 
 
 def card_plain(card: CardParts) -> str:
-    lines = [f"[tool {card.header.name}] {card.header.summary}"]
+    header = card.header
+    extra = "".join(f" · {x}" for x in (header.badge, header.origin) if x)
+    lines = [f"[tool {header.name}{extra}] {header.summary}"]
     lines.extend(section_plain(section) for section in card.sections)
     return "\n".join(lines)
 
@@ -52,7 +54,8 @@ def section_plain(section: CardSection) -> str:
     if isinstance(section, RawArguments):
         return f"  arguments: {section.text}"
     if isinstance(section, Note):
-        return f"  {'Denied' if section.kind == 'denied' else 'problem'}: {section.text}"
+        label = {"denied": "Denied", "warning": "warning", "problem": "problem"}[section.kind]
+        return f"  {label}: {section.text}"
     if isinstance(section, Changes):
         shown = "\n".join("    " + line for _, line in section.lines)
         return "  changes:\n" + shown if shown else "  changes: (none)"

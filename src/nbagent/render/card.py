@@ -11,7 +11,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from .as_html import card_html
 from .displays import DisplayItem, is_diff, preview_lines
+from .highlight import highlight
+from .invisible import WARNING, reveal
 from .parts import (
     Argument,
     Arguments,
@@ -74,21 +77,37 @@ class ToolCard:
     """What the tool displayed, checked and cut down (see :func:`display_items`)."""
     display_note: str | None = None
     """What was left out of ``display`` and why."""
+    description: str | None = None
+    """The tool's description, when the view knows the tool."""
+    badge: str | None = None
+    """``read-only`` or ``side effects``, when the view knows the tool."""
 
     def parts(self) -> CardParts:
         """What this card shows (see :func:`card_parts`)."""
         return card_parts(self)
 
     def to_json(self) -> dict[str, Any]:
-        """The card's parts as the live view gets them."""
-        return card_parts(self).to_json()
+        """The card's parts as the live view gets them, with ``html``: the card as the
+        saved transcript shows it (images by reference into the view's media)."""
+        parts = card_parts(self)
+        return {**parts.to_json(), "html": card_html(parts, live=True)}
 
 
-def argument(key: str, value: Any) -> Argument:
-    """How to show one argument: code-like strings as code, anything else as JSON."""
+def argument(key: str, value: Any) -> tuple[Argument, bool]:
+    """How to show one argument (code-like strings as highlighted code, anything else as
+    JSON), and whether it held invisible characters, now shown as markers."""
     if isinstance(value, str) and ("\n" in value or key.lower() in _CODE_KEYS):
-        return Argument(key, "code", value)
-    return Argument(key, "json", json.dumps(value, ensure_ascii=False))
+        text, revealed = reveal(value)
+        return Argument(key, "code", text, highlight(key, text)), revealed
+    text, revealed = reveal(json.dumps(value, ensure_ascii=False))
+    return Argument(key, "json", text), revealed
+
+
+def origin(name: str) -> str | None:
+    """Where a tool comes from, read from its name: ``mcp__fs__read`` → ``MCP server fs``."""
+    if name.startswith("mcp__") and name.count("__") >= 2:
+        return f"MCP server {name.split('__')[1]}"
+    return None
 
 
 def card_parts(card: ToolCard) -> CardParts:
@@ -99,12 +118,21 @@ def card_parts(card: ToolCard) -> CardParts:
         status=card.status,
         label=STATUS_LABELS.get(card.status, card.status),
         decision=None if denied else card.decision,
+        badge=card.badge,
+        origin=origin(card.name),
+        description=card.description,
     )
     sections: list[CardSection] = []
+    revealed = False
     if card.arguments:
-        sections.append(Arguments(tuple(argument(k, v) for k, v in card.arguments.items())))
+        shown = [argument(k, v) for k, v in card.arguments.items()]
+        revealed = any(r for _, r in shown)
+        sections.append(Arguments(tuple(a for a, _ in shown)))
     elif card.arguments_json:
-        sections.append(RawArguments(card.arguments_json))
+        text, revealed = reveal(card.arguments_json)
+        sections.append(RawArguments(text))
+    if revealed:
+        sections.append(Note("warning", WARNING))
     if card.problem:
         sections.append(Note("problem", card.problem))
     elif card.note and card.status == "pending":

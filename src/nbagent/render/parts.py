@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .displays import DiffKind, DisplayItem
+from .highlight import Run
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,12 @@ class CardHeader:
     decision: str | None
     """Who decided and why (``approved by you``); None before a decision, and for a denied
     call, whose :class:`Note` says it."""
+    badge: str | None = None
+    """``read-only`` or ``side effects``, when the tool is known."""
+    origin: str | None = None
+    """Where the tool comes from when not from the notebook (``MCP server fs``)."""
+    description: str | None = None
+    """The tool's description (shown on hover)."""
 
     @property
     def summary(self) -> str:
@@ -41,6 +48,9 @@ class Argument:
     key: str
     shown_as: Literal["code", "json"]
     text: str
+    """The value as shown: invisible characters replaced by ``⟨U+XXXX⟩`` markers."""
+    runs: tuple[Run, ...] = ()
+    """``text`` highlighted (code only): ``(token, text)`` runs that join to ``text``."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +79,10 @@ class RawArguments:
 class Note:
     """A sentence about the call: why it could not run as sent, or why it was denied."""
 
-    kind: Literal["problem", "denied"]
+    kind: Literal["problem", "denied", "warning"]
+    """``problem``: why the call could not run as sent or why a person is asked;
+    ``denied``: why it did not run; ``warning``: what a person must know before deciding
+    (invisible characters in the arguments)."""
     text: str
 
     def to_json(self) -> dict[str, Any]:
@@ -99,8 +112,29 @@ class Result:
     truncated: bool
     kind: Literal["result"] = "result"
 
+    @property
+    def line_count(self) -> int:
+        return self.text.count("\n") + 1
+
+    @property
+    def head(self) -> str:
+        """The lines shown before "show all": the whole text when it is short."""
+        if self.line_count <= RESULT_HEAD_LINES + 3:
+            return self.text
+        return "\n".join(self.text.split("\n", RESULT_HEAD_LINES)[:RESULT_HEAD_LINES])
+
+    @property
+    def rest(self) -> str:
+        """The lines behind "show all" (empty when the result is short)."""
+        head = self.head
+        return self.text[len(head) + 1 :] if len(head) < len(self.text) else ""
+
     def to_json(self) -> dict[str, Any]:
         return {"result": self.text, "truncated": self.truncated}
+
+
+RESULT_HEAD_LINES = 15
+"""Lines of a long result shown before it folds."""
 
 
 @dataclass(frozen=True)
@@ -164,6 +198,7 @@ def _no_sections() -> dict[str, Any]:
         "preview": None,
         "changes_open": False,
         "denied": None,
+        "warning": None,
         "result": None,
         "truncated": False,
         "display": [],
@@ -180,6 +215,15 @@ class TextPart:
 
 
 @dataclass(frozen=True)
+class Notice:
+    """A line under the transcript: a failure (``error``), or news such as a retry or a
+    run the user stopped (``info``, not styled as an error)."""
+
+    text: str
+    tone: Literal["error", "info"] = "error"
+
+
+@dataclass(frozen=True)
 class TranscriptParts:
     """A whole transcript, walked: header, blocks, notices and the status line."""
 
@@ -188,5 +232,5 @@ class TranscriptParts:
     context_note: str
     """``context ~1,234 tokens``, or empty when the size is not known."""
     blocks: tuple[TextPart | CardParts, ...]
-    notices: tuple[str, ...]
+    notices: tuple[Notice, ...]
     status_line: str

@@ -35,7 +35,7 @@ from .as_markdown import transcript_markdown
 from .as_plain import transcript_plain
 from .card import ToolCard
 from .displays import display_items
-from .parts import TextPart, TranscriptParts
+from .parts import Notice, TextPart, TranscriptParts
 from .safe_markdown import markdown_html
 
 MimeBundle = dict[str, Any]
@@ -114,6 +114,15 @@ def format_cost(cost: float, known: bool, *, estimated: bool = False) -> str:
     return f"~{text}" if estimated else text
 
 
+@dataclass(frozen=True)
+class ToolInfo:
+    """What a card says of its tool: the description (on hover) and whether it is
+    read-only (the badge)."""
+
+    description: str
+    read_only: bool
+
+
 class Transcript:
     """Everything one run showed, built from its events; renders as a MIME bundle.
 
@@ -133,7 +142,7 @@ class Transcript:
         self.run_id: str | None = None
         self.blocks: list[Block] = []
         self.cards: dict[str, ToolCard] = {}
-        self.notices: list[str] = []
+        self.notices: list[Notice] = []
         self.state = "queued"
         self.status: RunStatus | None = None
         self.error: str | None = None
@@ -153,6 +162,8 @@ class Transcript:
         """Model responses so far."""
         self.replayed = 0
         """Of those, how many were served from a recording."""
+        self.tools: dict[str, ToolInfo] = {}
+        """What the view knows of the run's tools, by name (their cards show it)."""
 
     # -- building --------------------------------------------------------------------------
 
@@ -188,6 +199,10 @@ class Transcript:
                 arguments_json=call.arguments_json,
                 problem=call.error,
             )
+            info = self.tools.get(call.name)
+            if info is not None:
+                card.description = info.description
+                card.badge = "read-only" if info.read_only else "side effects"
             self.cards[call.id] = card
             self.blocks.append(card)
             return "blocks"
@@ -206,7 +221,11 @@ class Transcript:
             decider = "you" if event.recorded else self.decider
             who = decider if event.decided_by == "user" else "policy"
             verb = "approved" if event.approved else "denied"
-            always = " (always, for this session)" if event.scope != "call" else ""
+            always = {
+                "call": "",
+                "tool": " (always, for this session)",
+                "rule": " (always for matching calls, this session)",
+            }[event.scope]
             card.decision = f"{verb} by {who}{always}" + (
                 f": {event.reason}" if event.reason else ""
             )
@@ -243,11 +262,14 @@ class Transcript:
             return "status"
         if isinstance(event, Retrying):
             self.notices.append(
-                f"The provider failed ({event.error}); retrying in {event.delay_s:.1f} s."
+                Notice(
+                    f"The provider failed ({event.error}); retrying in {event.delay_s:.1f} s.",
+                    "info",
+                )
             )
             return "status"
         if isinstance(event, ErrorOccurred):
-            self.notices.append(event.message)
+            self.notices.append(Notice(event.message))
             return "status"
         if isinstance(event, RunFinished):
             self.status = event.status
@@ -323,11 +345,12 @@ class Transcript:
         """``context ~1,234 tokens``, or empty when the size is not known."""
         return f"context ~{self.context_tokens:,} tokens" if self.context_tokens > 0 else ""
 
-    def all_notices(self) -> list[str]:
-        """Notices, and the run's error when no notice says it already."""
+    def all_notices(self) -> list[Notice]:
+        """Notices, and the run's error when no notice says it already (a run the user
+        stopped is news, not an error)."""
         notices = list(self.notices)
-        if self.error and self.error not in notices:
-            notices.append(self.error)
+        if self.error and all(n.text != self.error for n in notices):
+            notices.append(Notice(self.error, "info" if self.status == "cancelled" else "error"))
         return notices
 
     def status_json(self) -> dict[str, Any]:
@@ -342,7 +365,8 @@ class Transcript:
             "state": self.state,
             "status": self.status,
             "error": self.error,
-            "notices": self.all_notices(),
+            "notices": [n.text for n in self.all_notices()],
+            "notice_tones": [n.tone for n in self.all_notices()],
             "model": self.model,
             "session": self.session,
             "turns": self.turns,
