@@ -114,7 +114,7 @@ def card_parts(card: ToolCard) -> CardParts:
     """Walk a card: its header, then the sections it shows, in order."""
     denied = card.status == "denied"
     header = CardHeader(
-        name=card.name,
+        name=reveal(card.name)[0],
         status=card.status,
         label=STATUS_LABELS.get(card.status, card.status),
         decision=None if denied else card.decision,
@@ -138,9 +138,13 @@ def card_parts(card: ToolCard) -> CardParts:
     elif card.note and card.status == "pending":
         sections.append(Note("problem", card.note))
     if card.preview is not None:
+        lines = [(kind, reveal(line)) for kind, line in preview_lines(card.preview)]
+        if any(hidden for _, (_, hidden) in lines) and not revealed:
+            revealed = True
+            sections.append(Note("warning", WARNING))
         sections.append(
             Changes(
-                lines=tuple(preview_lines(card.preview)),
+                lines=tuple((kind, line) for kind, (line, _) in lines),
                 is_diff=is_diff(card.preview),
                 open=card.status in ("proposed", "pending"),
             )
