@@ -230,3 +230,32 @@ def test_always_allow_these_arguments_and_a_sticky_status_line(
         output = page.locator(".jp-OutputArea-output .nbagent-transcript")
         expect(output).to_contain_text("always for matching calls", timeout=30_000)
         page.close()
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_the_saved_transcript_in_nbconvert_html_is_monospace_and_readable(
+    theme: str, browser: Any, tmp_path: Path
+) -> None:
+    """The data-analysis example as nbconvert exports it: DataFrame previews and code in
+    monospace, and a look at it in both of nbconvert's themes."""
+    import subprocess
+    import sys
+
+    from browser._jupyter import ROOT
+
+    out = tmp_path / f"data-analysis-{theme}.html"
+    subprocess.run(
+        [sys.executable, "-m", "nbconvert", "--to", "html", f"--HTMLExporter.theme={theme}",
+         "--output", str(out), str(ROOT / "notebooks" / "data-analysis.ipynb")],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    page = browser.new_page(viewport={"width": 1000, "height": 900})
+    page.goto(out.as_uri())
+    transcript = page.locator(".nbagent-transcript").first
+    transcript.wait_for()
+    fonts = transcript.locator("pre").evaluate_all(
+        "pres => pres.map(p => getComputedStyle(p).fontFamily)"
+    )
+    assert fonts and all("monospace" in font for font in fonts), fonts
+    shoot(transcript, f"nbconvert-{theme}")
+    page.close()
