@@ -164,10 +164,14 @@ class AgentView(anywidget.AnyWidget):
         self._timer = loop.call_later(self.flush_interval, self._flush)
 
     def _send_text(self) -> None:
-        """Send the coalesced text as one delta message."""
+        """Send the coalesced text as one delta message (unless a patch of its block is
+        about to carry it)."""
         if not self._pending:
             return
         self._seq += 1
+        if self._pending_block in self._dirty:
+            self._pending.clear()
+            return
         self.send(
             {"type": "delta", "seq": self._seq, "block": self._pending_block,
              "text": "".join(self._pending)}

@@ -137,6 +137,48 @@ def test_reject_and_always_allow(front: Frontend, server: ScriptedServer) -> Non
     assert not acks or acks[0]["ok"] is False
 
 
+def test_reject_with_a_reason_and_allow_these_arguments(
+    front: Frontend, server: ScriptedServer
+) -> None:
+    server.add(
+        use_tools(call("add", {"a": 1, "b": 1})),
+        use_tools(call("add", {"a": 2, "b": 2})),
+        use_tools(call("add", {"a": 2, "b": 2})),
+        use_tools(call("add", {"a": 3, "b": 3})),
+        say("done"),
+    )
+    msg_id = front.execute(agent_cell(server, "add things", "-s s7 --tools add"))
+    view = front.wait_for("the live view", lambda: front.views(msg_id))[0]
+    seen: list[str] = []
+
+    def next_card() -> dict[str, object]:
+        card = front.wait_for(
+            "the next card",
+            lambda: (c := front.pending_card(view)) and c["id"] not in seen and c,
+        )
+        seen.append(card["id"])
+        return dict(card)
+
+    first = next_card()
+    reason = {"type": "decide", "id": first["id"], "action": "reject",
+              "reason": "  use bigger numbers  "}  # fmt: skip
+    assert front.ack(view, front.send_custom(view, reason))["ok"]
+    second = next_card()
+    these = {"type": "decide", "id": second["id"], "action": "always_args"}
+    assert front.ack(view, front.send_custom(view, these))["ok"]
+    fourth = next_card()  # the third call had the same arguments: it ran without asking
+    assert fourth["arguments"] == [["a", "json", "3"], ["b", "json", "3"]]
+    approve = {"type": "decide", "id": fourth["id"], "action": "approve"}
+    assert front.ack(view, front.send_custom(view, approve))["ok"]
+    front.reply(msg_id)
+    told = [m for m in server.requests[1]["messages"] if m["role"] == "tool"]
+    assert "the user rejected the call: use bigger numbers." in told[-1]["content"]
+    plain = front.final_bundle(msg_id)["text/plain"]
+    assert "use bigger numbers" in plain
+    assert plain.count("always for matching calls, this session") == 1
+    assert plain.count("result: 4") == 2 and "result: 6" in plain
+
+
 def test_stop_button_ends_the_run_and_the_cell(front: Frontend, server: ScriptedServer) -> None:
     server.add(stall(30, after=3, text="This answer will stall after three words"))
     msg_id = front.execute(agent_cell(server, "stall please", "-s s3"))
