@@ -9,7 +9,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -81,8 +81,16 @@ class Kernel:
         self.client = client
         self.manager = manager
 
-    def run(self, code: str, *, allow_stdin: bool = True, timeout: float = 120) -> str:
-        """Run a cell, return its stdout; raise if it failed."""
+    def run(
+        self,
+        code: str,
+        *,
+        allow_stdin: bool = True,
+        timeout: float = 120,
+        on_iopub: Callable[[dict[str, Any]], None] | None = None,
+    ) -> str:
+        """Run a cell, return its stdout; raise if it failed. ``on_iopub`` sees every IOPub
+        message of the cell."""
         msg_id = self.client.execute(code, allow_stdin=allow_stdin)
         out: list[str] = []
         deadline = time.monotonic() + timeout
@@ -93,6 +101,8 @@ class Kernel:
             except queue.Empty:
                 msg = None
             if msg and msg["parent_header"].get("msg_id") == msg_id:
+                if on_iopub is not None:
+                    on_iopub(msg)
                 if msg["msg_type"] == "stream":
                     out.append(msg["content"]["text"])
                 elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":

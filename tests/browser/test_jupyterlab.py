@@ -139,14 +139,14 @@ def test_click_approve_in_jupyterlab_and_nothing_from_the_model_runs(
         approve = view.get_by_role("button", name="Approve", exact=True)
         expect(approve).to_be_visible(timeout=60_000)
         expect(view.get_by_role("button", name="Reject", exact=True)).to_be_visible()
-        expect(view.get_by_role("button", name="Always allow", exact=True)).to_be_visible()
+        expect(view.get_by_role("button", name="Always allow…", exact=True)).to_be_visible()
         expect(view.get_by_role("button", name="Stop", exact=True)).to_be_visible()
         # the live view shows the model's markup as text
         expect(view).to_contain_text("<img src=x onerror=")
         assert view.locator("script").count() == 0
         # the pending call shows what it would change, coloured, as text
-        expect(view.locator(".nb-diff-add")).to_have_text("+<b>5</b>")
-        expect(view.locator(".nb-diff-del")).to_have_text("-0")
+        expect(view.locator(".nbagent-diff-add")).to_have_text("+<b>5</b>")
+        expect(view.locator(".nbagent-diff-del")).to_have_text("-0")
         # the plot tool's figure is the one image; the other displays are text
         image = view.locator("img")
         expect(image).to_have_count(1)

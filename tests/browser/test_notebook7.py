@@ -101,7 +101,7 @@ def test_click_approve_in_notebook7(notebook7: tuple[str, Path], browser: Any) -
         expect(approve).to_be_visible(timeout=60_000)
         expect(view).to_have_count(1)
         expect(view.get_by_role("button", name="Reject", exact=True)).to_be_visible()
-        expect(view.get_by_role("button", name="Always allow", exact=True)).to_be_visible()
+        expect(view.get_by_role("button", name="Always allow…", exact=True)).to_be_visible()
         expect(view.get_by_role("button", name="Stop", exact=True)).to_be_visible()
         expect(view).to_contain_text("multiply")
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
