@@ -16,7 +16,7 @@
  *   arguments: Array<[string, string, string]>}} ToolBlock
  * @typedef {TextBlock | ToolBlock} Block
  * @typedef {{notices: string[], notice_tones?: string[], label: string, details: string,
- *   elapsed_s: number, finished: boolean, state?: string}} Status
+ *   elapsed_s: number, finished: boolean, state?: string, header_html?: string}} Status
  * @typedef {{type: "delta", seq: number, block: number, text: string}
  *   | {type: "patch", seq: number, count: number, blocks: Array<[number, Block]>}
  *   | {type: "ack", request: number, ok: boolean, error?: string}} Incoming
@@ -44,6 +44,8 @@ const CSS = `
 .nbagent-view { font-family: var(--jp-ui-font-family, sans-serif); font-size: var(--jp-content-font-size1, 14px);
   color: var(--jp-content-font-color1, #222); border-left: 3px solid var(--jp-brand-color1, #1976d2);
   padding: 2px 0 0 10px; margin: 2px 0; line-height: 1.5; }
+.nbagent-view .nb-header code { background: var(--jp-layout-color2, #eee); padding: 0 3px; border-radius: 3px;
+  font-family: var(--jp-code-font-family, monospace); font-size: 90%; }
 .nbagent-view .nb-text p { margin: 4px 0; white-space: pre-wrap; }
 .nbagent-view .nb-text ul, .nbagent-view .nb-text ol { margin: 4px 0; }
 .nbagent-view .nb-text code { background: var(--jp-layout-color2, #f5f5f5); padding: 0 2px; }
@@ -202,10 +204,11 @@ function render({ model, el }) {
   const statusDetails = h("span", "nb-details");
   const stop = h("button", "nb-stop", "Stop");
   stop.title = "Stop the run (the notebook's interrupt button does the same)";
+  const header = h("div", "nb-header");
   const body = h("div", "nb-body");
   const notices = h("div", "nb-notices");
   statusLine.append(spinner, statusText, statusDetails, stop);
-  root.append(style, body, notices, statusLine);
+  root.append(style, header, body, notices, statusLine);
   el.append(root);
 
   /** The blocks as the page holds them (the trait, then patches). @type {Block[]} */
@@ -531,6 +534,11 @@ function render({ model, el }) {
     /** @type {Status} */
     const s = model.get("status") ?? {};
     receivedAt = Date.now();
+    if (s.header_html !== header.dataset.html) {
+      header.dataset.html = s.header_html ?? "";
+      header.replaceChildren();
+      parsed(s.header_html ?? "", copyCard, header);
+    }
     const tones = s.notice_tones ?? [];
     notices.replaceChildren(
       ...(s.notices ?? []).map((n, i) => h("div", tones[i] === "info" ? "nb-notice nb-info" : "nb-notice", n)),

@@ -152,6 +152,7 @@ def test_enter_approves_esc_rejects_with_a_reason_the_model_reads(
         pending = view.locator(".nb-card.nb-asks")
         expect(pending).to_have_count(1, timeout=30_000)
         expect(pending.locator(".nbagent-diff-add")).to_have_text("+new line")
+        shoot(view, "write-pending-light")
         pending.focus()
         page.keyboard.press("Escape")
         reason = pending.locator("input.nb-reason")

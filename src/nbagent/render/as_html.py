@@ -88,12 +88,10 @@ RED = mix("#cf222e", 65)
 
 
 def transcript_html(t: TranscriptParts) -> str:
-    context = f" · {_e(t.context_note)}" if t.context_note else ""
     out = [
-        '<div class="nbagent-transcript" style="line-height:1.5">',
-        f'<div class="nbagent-header" style="{MUTED};font-size:90%;margin-bottom:4px">'
-        f"<b>agent</b> · <code>{_e(t.model)}</code> · session <code>{_e(t.session)}</code>"
-        f"{context}</div>",
+        '<div class="nbagent-transcript" style="line-height:1.5;border-left:3px solid #1976d2;'
+        'padding:2px 0 0 10px;margin:2px 0;text-align:left">',
+        header_html(t.model, t.session, t.context_note),
     ]
     for block in t.blocks:
         out.append(text_html(block) if isinstance(block, TextPart) else card_html(block))
@@ -103,6 +101,17 @@ def transcript_html(t: TranscriptParts) -> str:
         f"{_e(t.status_line)}</div></div>"
     )
     return "".join(out)
+
+
+def header_html(model: str, session: str, context_note: str) -> str:
+    """``agent · <model> · session <name>``: the first line of the transcript and of the
+    live view."""
+    context = f" · {_e(context_note)}" if context_note else ""
+    return (
+        f'<div class="nbagent-header" style="{MUTED};font-size:90%;margin-bottom:4px">'
+        f"<b>agent</b> · <code>{_e(model)}</code> · session <code>{_e(session)}</code>"
+        f"{context}</div>"
+    )
 
 
 def notice_html(notice: Notice) -> str:
@@ -144,7 +153,8 @@ def _head_html(card: CardParts) -> str:
     title = f' title="{_e(header.description)}"' if header.description else ""
     parts = [
         f'<div class="nbagent-tool-head" style="margin-bottom:2px">'
-        f'<code class="nbagent-tool-name" style="font-weight:600;background:none;padding:0"'
+        f'<code class="nbagent-tool-name" style="{MONO};font-size:13px;font-weight:600;'
+        f'background:none;padding:0"'
         f"{title}>{_e(header.name)}</code>"
     ]
     if header.badge:

@@ -30,7 +30,7 @@ from ..events import (
     ToolStarted,
     Usage,
 )
-from .as_html import transcript_html
+from .as_html import header_html, transcript_html
 from .as_markdown import transcript_markdown
 from .as_plain import transcript_plain
 from .card import ToolCard
@@ -377,6 +377,7 @@ class Transcript:
             "elapsed_s": round(self.elapsed(), 3),
             "finished": self.finished_at is not None,
             "label": self.state_label,
+            "header_html": header_html(self.model, self.session, self.context_note()),
             "details": " · ".join(part for part in details if part),
         }
 
