@@ -67,6 +67,7 @@ def test_click_approve_in_notebook7(notebook7: tuple[str, Path], browser: Any) -
     with ScriptedServer(
         [
             use_tools(call("multiply", {"a": 6, "b": 7})),
+            use_tools(call("multiply", {"a": 6, "b": 70})),
             say("The multiply tool says 6 × 7 = 42.", words_per_chunk=2),
         ]
     ) as server:
@@ -107,13 +108,27 @@ def test_click_approve_in_notebook7(notebook7: tuple[str, Path], browser: Any) -
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "notebook7-approval.png"))
 
-        approve.click()
+        # Enter on the focused card approves; Esc on the next opens the reason, Enter sends it
+        view.locator(".nb-card.nb-asks").focus()
+        page.keyboard.press("Enter")
+        second = view.locator(".nb-card.nb-asks").filter(has_text="70")
+        expect(second).to_have_count(1, timeout=30_000)
+        second.focus()
+        page.keyboard.press("Escape")
+        reason = second.locator("input.nb-reason")
+        expect(reason).to_be_focused()
+        reason.fill("only the first one")
+        page.screenshot(path=str(ARTIFACTS / "notebook7-reason.png"))
+        page.keyboard.press("Enter")
         output = page.locator(".jp-OutputArea-output .nbagent-transcript")
         expect(output).to_contain_text("The multiply tool says 6 × 7 = 42.", timeout=30_000)
         expect(output).to_contain_text("approved by you")
         expect(output.locator("pre").filter(has_text=re.compile(r"^42$")).first).to_be_visible()
         # the live view has turned into the static transcript
         expect(view).to_have_count(0)
+        expect(output).to_contain_text("only the first one")
         page.screenshot(path=str(ARTIFACTS / "notebook7-done.png"))
         assert not errors, errors
         page.close()
+    told = [m for m in server.requests[2]["messages"] if m["role"] == "tool"]
+    assert "only the first one" in told[-1]["content"]
