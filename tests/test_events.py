@@ -42,6 +42,7 @@ def test_round_trip_keeps_type_and_fields() -> None:
             reason="no",
         ),
         nbagent.StateChanged(state="idle", previous="running"),
+        nbagent.ToolCallsRefused(run_id="r", tool_call_ids=("c1", "c2"), limit=1, result="no"),
     ]
     for event in samples:
         data = nbagent.event_to_json(event)

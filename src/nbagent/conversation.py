@@ -38,6 +38,7 @@ from .events import (
     TextDelta,
     ToolCall,
     ToolCallProposed,
+    ToolCallsRefused,
     ToolFinished,
     ToolStarted,
     Usage,
@@ -294,6 +295,9 @@ class Conversation:
                 self.messages.append(tool_result(event.tool_call_id, event.result))
                 if event.display and (urls := display_images(event.display)):
                     self.images[event.tool_call_id] = (event.name, urls)
+            case ToolCallsRefused():
+                for call_id in event.tool_call_ids:
+                    self.messages.append(tool_result(call_id, event.result))
             case Usage():
                 self.usage = self.usage.add(event)
             case RunFinished():

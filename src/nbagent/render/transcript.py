@@ -26,6 +26,7 @@ from ..events import (
     StateChanged,
     TextDelta,
     ToolCallProposed,
+    ToolCallsRefused,
     ToolFinished,
     ToolStarted,
     Usage,
@@ -266,6 +267,13 @@ class Transcript:
                     f"The provider failed ({event.error}); retrying in {event.delay_s:.1f} s.",
                     "info",
                 )
+            )
+            return "status"
+        if isinstance(event, ToolCallsRefused):
+            self.notices.append(
+                f"The model proposed {len(event.tool_call_ids):,} tool calls in one response, "
+                f"more than {event.limit} (max_calls_per_response): none of them ran, and the "
+                "model was told so."
             )
             return "status"
         if isinstance(event, ErrorOccurred):
