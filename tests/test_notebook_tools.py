@@ -164,9 +164,24 @@ async def test_write_file_shows_a_diff_and_waits_for_approval(
             seen.append(request.preview or "")
             s.approve(request.tool_call_id)
 
-        await collect(session, "edit", on_approval=check_then_approve)
+        events = await collect(session, "edit", on_approval=check_then_approve)
     assert "-two" in seen[0] and "+three" in seen[0] and "b/notes.txt" in seen[0]
     assert target.read_text() == "one\nthree\n"
+    # the card shows the diff as its preview: the result says what happened, once
+    (done,) = of_type(events, ToolFinished)
+    assert done.result == "wrote 2 lines to notes.txt (+1 −1)"
+
+
+async def test_write_file_says_what_it_did_in_one_sentence(tools: dict[str, Any]) -> None:
+    assert await run(tools, "write_file", path="new.csv", content="a\nb\nc\n") == (
+        "wrote 3 lines to new.csv (a new file)"
+    )
+    assert await run(tools, "write_file", path="new.csv", content="a\nb\nc\n") == (
+        "wrote 3 lines to new.csv (no change)"
+    )
+    assert await run(tools, "write_file", path="new.csv", content="a\n") == (
+        "wrote 1 line to new.csv (+0 −2)"
+    )
 
 
 async def test_notebook_cells_lists_what_the_user_ran(
