@@ -109,7 +109,8 @@ def test_a_run_shows_the_transcript_and_continues_the_conversation(
     call_record = result.tool_calls[0]  # type: ignore[attr-defined]
     assert call_record.name == "add" and call_record.status == "denied"
     shown = capsys.readouterr().out
-    assert "Denied: denied by the headless run: nobody can click Approve" in shown
+    assert "  denied by policy: nobody can click Approve in a headless run" in shown
+    assert "Denied" not in shown
     assert "I was not allowed to add." in shown
 
     second = run(shell, f"%%agent --api-base {server.url}\nWhat did I ask?")

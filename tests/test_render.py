@@ -152,7 +152,23 @@ async def test_a_transcript_shows_text_cards_results_and_status_in_three_formats
 async def test_a_denied_call_is_shown_with_its_reason() -> None:
     transcript = await run_events([use_tools(call("shout", {"code": "rm"})), say("ok")])
     for text in transcript.mimebundle().values():
-        assert "denied" in text and "not today" in text
+        assert "rejected by you: not today" in text
+
+
+async def test_a_rejected_call_says_so_once_and_the_model_hears_who() -> None:
+    session = Session(ScriptedModel([use_tools(call("shout", {"code": "rm"})), say("ok")]),
+                      tools=[shout])  # fmt: skip
+    transcript = Transcript(prompt="go", model="scripted", session="s1")
+    async for event in session.run("go"):
+        transcript.add(event)
+        if event.kind == "approval_requested":
+            session.deny(event.tool_call_id)  # the Reject button: no reason given
+    told = next(m for m in session.messages if m["role"] == "tool")["content"]
+    await session.aclose()
+    assert told.startswith("The user rejected the call; it did not run.")
+    for text in (transcript.to_plain(), transcript.to_markdown()):
+        assert text.count("rejected") == 1 and "rejected by you" in text
+        assert "denied by" not in text and "Denied" not in text
 
 
 async def test_a_failed_run_shows_its_error() -> None:

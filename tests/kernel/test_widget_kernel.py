@@ -128,7 +128,7 @@ def test_reject_and_always_allow(front: Frontend, server: ScriptedServer) -> Non
     assert front.ack(view, request)["ok"]
     front.reply(msg_id)
     plain = front.final_bundle(msg_id)["text/plain"]
-    assert "Denied: denied by you: the user rejected the call" in plain
+    assert "\n  rejected by you\n" in plain and "Denied" not in plain  # said once
     assert "approved by policy: add was always-allowed in this session" in plain
     # a click on a call that is no longer pending is refused with a reason
     request = front.send_custom(view, {"type": "decide", "id": card["id"], "action": "approve"})
@@ -172,7 +172,7 @@ def test_reject_with_a_reason_and_allow_these_arguments(
     assert front.ack(view, front.send_custom(view, approve))["ok"]
     front.reply(msg_id)
     told = [m for m in server.requests[1]["messages"] if m["role"] == "tool"]
-    assert "the user rejected the call: use bigger numbers." in told[-1]["content"]
+    assert "The user rejected the call: use bigger numbers. It did not run." in told[-1]["content"]
     plain = front.final_bundle(msg_id)["text/plain"]
     assert "use bigger numbers" in plain
     assert plain.count("always for matching calls, this session") == 1

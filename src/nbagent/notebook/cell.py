@@ -164,8 +164,6 @@ class CellRun:
         self.transcript.tools = {
             tool.name: ToolInfo(tool.description, tool.read_only) for tool in session.tools.values()
         }
-        if mode == "headless" and CellRun.scripted_person is None:
-            self.transcript.decider = "the headless run"
         self.view: AgentView | None = None
         self.handle: Any = None
         self.handle_run: RunHandle | None = None
@@ -205,8 +203,7 @@ class CellRun:
         elif action == "trust":
             self.trust(tool_call_id)
         else:
-            said = f": {reason}" if reason else ""
-            self.session.deny(tool_call_id, reason=f"the user rejected the call{said}")
+            self.session.deny(tool_call_id, reason=reason)  # the model reads who and why
 
     def trust(self, tool_call_id: str) -> None:
         """Trust the notebook the waiting call was replayed from (as ``nbagent trust``
@@ -405,8 +402,8 @@ class CellRun:
                 self.decide(event.tool_call_id, person(event))
             return
         reason = f"{HEADLESS_DENIAL}; {event.note}" if event.note else HEADLESS_DENIAL
-        with contextlib.suppress(NbAgentError):
-            self.session.deny(event.tool_call_id, reason=reason)
+        with contextlib.suppress(NbAgentError):  # nobody decided: a rule of headless runs
+            self.session.deny(event.tool_call_id, reason=reason, decided_by="policy")
 
     def _finish(self, outcome: RunResult | None = None) -> None:
         model = self.session.model

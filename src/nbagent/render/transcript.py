@@ -154,8 +154,6 @@ class Transcript:
         self.cost_known = True
         self.started_at: float | None = None
         self.finished_at: float | None = None
-        self.decider = "you"
-        """Who answers approval requests (a headless run answers by policy)."""
         self.can_trust = False
         """A person can trust the notebook of a replayed call from its card (the kernel
         knows which notebook it runs)."""
@@ -218,10 +216,10 @@ class Transcript:
         if isinstance(event, ApprovalDecided):
             card = self._card(event.tool_call_id)
             card.status = "approved" if event.approved else "denied"
-            # a decision replayed from a recording was the recording person's: "you"
-            decider = "you" if event.recorded else self.decider
-            who = decider if event.decided_by == "user" else "policy"
-            verb = "approved" if event.approved else "denied"
+            # a person's decision reads "by you", replayed from a recording too (the
+            # recording person's); a person rejects, a policy (a headless run's) denies
+            who = "you" if event.decided_by == "user" else "policy"
+            verb = "approved" if event.approved else "rejected" if who == "you" else "denied"
             always = {
                 "call": "",
                 "tool": " (always, for this session)",
