@@ -16,6 +16,7 @@ from nbagent import Session, render
 from nbagent.events import (
     ApprovalDecided,
     ApprovalRequested,
+    TextDelta,
     ToolCall,
     ToolCallProposed,
     ToolFinished,
@@ -212,6 +213,24 @@ def test_tables_and_history_escape_their_content() -> None:
     assert not active(history["text/html"])
     assert not active(permissive(history["text/markdown"]))
     assert "f({&quot;a&quot;: &quot;&lt;i&gt;&quot;})" in history["text/html"]
+
+
+async def test_history_marks_a_stopped_turn_after_its_last_message() -> None:
+    model = ScriptedModel([say("a long answer " * 50, words_per_chunk=1), say("Here.")])
+    async with Session(model) as session:
+        async for event in session.run("talk"):
+            if isinstance(event, TextDelta):
+                session.cancel()
+        await session.ask("still there?")
+        (end,) = session.conversation.ended
+        ended = {end.after: (end.status, end.error)}
+        history = render_history("s", session.messages, ended)
+    plain = history["text/plain"].splitlines()
+    assert plain[1] == "user: talk" and plain[3] == "[⏹ turn stopped by you]"
+    assert plain[4] == "user: still there?"
+    failed = render_history("s", [{"role": "user", "content": "x"}], {0: ("failed", "<b>x</b>\n2")})
+    assert "<i>✗ turn failed: &lt;b&gt;x&lt;/b&gt;</i>" in failed["text/html"]
+    assert not active(failed["text/html"]) and not active(permissive(failed["text/markdown"]))
 
 
 # -- approval previews and tool displays ----------------------------------------------------

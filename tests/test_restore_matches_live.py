@@ -477,3 +477,4 @@ async def test_the_restored_conversation_equals_the_live_one(
     assert state.messages == live.session.messages
     assert state.usage == live.session.usage
     assert state.runs == live.session.runs
+    assert state.conversation.ended == live.session.conversation.ended  # history's marks
