@@ -348,14 +348,42 @@ def test_a_preview_that_is_no_diff_is_plain_text() -> None:
     assert "```\n+1 -1 would be" in transcript.to_markdown()
 
 
-def test_png_and_jpeg_displays_show_as_data_uri_images() -> None:
+def test_images_are_outputs_of_their_own_and_the_transcript_refers_to_them() -> None:
+    transcript = tool_events(
+        display=(
+            {"image/png": PNG, "text/plain": "<Figure size 640x480 with 1 Axes>"},
+            {"text/plain": "a table"},
+            {"image/jpeg": JPEG, "text/plain": "photo"},
+        )
+    )
+    bundle = transcript.mimebundle()
+    html, md, plain = bundle["text/html"], bundle["text/markdown"], bundle["text/plain"]
+    assert "data:" not in html and "<img" not in html and "data:" not in md
+    refs = '<div class="nbagent-image-ref"><i>[image 1: shown below]</i></div>'
+    assert refs in html and "[image 2: shown below]" in html
+    assert html.index("wrote it") < html.index("[image 1") < html.index("a table")
+    assert "*\\[image 1: shown below\\]*" in md and "image 2: shown below" in md
+    assert "  output: [image 1: shown below]" in plain
+    assert transcript.image_outputs() == [
+        {"image/png": PNG, "text/plain": "<Figure size 640x480 with 1 Axes>"},
+        {"image/jpeg": JPEG, "text/plain": "photo"},
+    ]
+    # one image: no number; the live view keeps its images inside the card
+    single = tool_events(display=({"image/png": PNG},))
+    assert "[image: shown below]" in single.to_html()
+    assert single.image_outputs() == [{"image/png": PNG, "text/plain": "image/png"}]
+    assert single.blocks[0].to_json()["display"][0]["kind"] == "image"
+
+
+def test_png_and_jpeg_displays_show_as_data_uri_images_inline() -> None:
     transcript = tool_events(
         display=(
             {"image/png": PNG, "text/plain": "<Figure size 640x480 with 1 Axes>"},
             {"image/jpeg": JPEG, "text/plain": "photo"},
         )
     )
-    html, md, plain = transcript.to_html(), transcript.to_markdown(), transcript.to_plain()
+    inline = transcript.mimebundle(images="inline")
+    html, md, plain = inline["text/html"], inline["text/markdown"], inline["text/plain"]
     assert f'<img class="nbagent-display" src="data:image/png;base64,{PNG}" ' in html
     assert 'alt="&lt;Figure size 640x480 with 1 Axes&gt;"' in html
     assert f'src="data:image/jpeg;base64,{JPEG}"' in html
@@ -493,7 +521,7 @@ async def test_a_session_tool_preview_and_display_reach_the_transcript() -> None
     await session.aclose()
     card = transcript.cards[next(iter(transcript.cards))]
     assert card.display == [{"kind": "image", "mime": "image/png", "data": PNG, "alt": "<b>t</b>"}]
-    assert f"data:image/png;base64,{PNG}" in transcript.to_html()
+    assert transcript.image_outputs() == [{"image/png": PNG, "text/plain": "<b>t</b>"}]
 
 
 def test_the_live_view_gets_previews_and_sends_images_once() -> None:

@@ -279,7 +279,12 @@ def test_the_live_view_gets_the_preview_and_the_displayed_image(
     assert all(PNG not in str(u.get("blocks", "")) for u in updates)
 
     final = front.final_bundle(msg_id)
-    assert f'src="data:image/png;base64,{PNG}"' in final["text/html"]
+    # the image is an ordinary output after the transcript, which refers to it
+    assert "data:image" not in final["text/html"] + final["text/markdown"]
+    assert "<i>[image: shown below]</i>" in final["text/html"]
+    assert "*\\[image: shown below\\]*" in final["text/markdown"]
+    outputs = front.saved_outputs(msg_id)
+    assert "text/html" in outputs[-2]["data"]  # the transcript, then the image
+    assert outputs[-1]["data"] == {"image/png": PNG, "text/plain": "<Figure size 1x1>"}
     assert "<script>alert(1)</script>" not in final["text/html"]
     assert '<span class="nbagent-diff-add"' in final["text/html"]
-    assert f"![output](data:image/png;base64,{PNG})" in final["text/markdown"]

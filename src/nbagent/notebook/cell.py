@@ -105,9 +105,15 @@ class AgentResult:
         if self._shown_live:
             self._shown_live = False
             return
+        self.show()
+
+    def show(self) -> None:
+        """Display the static transcript, then the images its tools displayed as outputs
+        of their own (the transcript refers to them)."""
         from IPython.display import display
 
         display(self.transcript.mimebundle(), raw=True, metadata=self.metadata)
+        show_images(self.transcript)
 
     def __repr__(self) -> str:
         return (
@@ -318,7 +324,7 @@ class CellRun:
             ) from None
         result: AgentResult = pump.result()
         if self.mode == "headless" and result.status == "failed" and self.fail_on_error:
-            display(result.transcript.mimebundle(), raw=True, metadata=result.metadata)
+            result.show()
             raise RunFailed(result.error or "the run failed")
         return result
 
@@ -442,6 +448,7 @@ class CellRun:
             self.metadata = recordings.output_metadata(self.name, used, results, log, made)
         if self.handle is not None:
             self.handle.update(self.transcript.mimebundle(), raw=True, metadata=self.metadata)
+            show_images(self.transcript)
         if self.view is not None:
             # The view keeps the finished transcript for pages that missed the update.
             self.view.retire()
@@ -452,3 +459,12 @@ class CellRun:
         if self.view is not None:
             self.view.close()
             self.view = None
+
+
+def show_images(transcript: Transcript) -> None:
+    """The images of a finished run as ordinary outputs after its transcript: GitHub,
+    nbviewer and other renderers that sanitise HTML drop ``data:`` images inside it."""
+    from IPython.display import display
+
+    for bundle in transcript.image_outputs():
+        display(bundle, raw=True)
