@@ -273,9 +273,11 @@ class Transcript:
             return "status"
         if isinstance(event, ToolCallsRefused):
             self.notices.append(
-                f"The model proposed {len(event.tool_call_ids):,} tool calls in one response, "
-                f"more than {event.limit} (max_calls_per_response): none of them ran, and the "
-                "model was told so."
+                Notice(
+                    f"The model proposed {len(event.tool_call_ids):,} tool calls in one "
+                    f"response, more than {event.limit} (max_calls_per_response): none of them "
+                    "ran, and the model was told so."
+                )
             )
             return "status"
         if isinstance(event, ErrorOccurred):
