@@ -18,7 +18,7 @@ def all_event_classes() -> list[type]:
 
 def test_every_event_has_a_unique_kind() -> None:
     kinds = [cls.__dataclass_fields__["kind"].default for cls in all_event_classes()]
-    assert len(kinds) == len(set(kinds)) == 15
+    assert len(kinds) == len(set(kinds)) == 16
 
 
 def test_events_are_frozen() -> None:
@@ -42,6 +42,7 @@ def test_round_trip_keeps_type_and_fields() -> None:
             reason="no",
         ),
         nbagent.StateChanged(state="idle", previous="running"),
+        nbagent.ToolCallsRefused(run_id="r", tool_call_ids=("c1", "c2"), limit=1, result="no"),
     ]
     for event in samples:
         data = nbagent.event_to_json(event)

@@ -58,6 +58,21 @@ def test_the_committed_notebook_holds_recordings_and_no_secrets(notebook: Path) 
     assert all(by == "user" or name == "describe" for name, by, _ in decided)
 
 
+def test_the_plot_is_an_ordinary_output_after_the_transcript() -> None:
+    """GitHub and nbviewer sanitise HTML and drop ``data:`` images inside it: the figure the
+    agent drew is an ``image/png`` output of its own, which the transcript refers to."""
+    nb = nbformat.read(NOTEBOOKS / "data-analysis.ipynb", as_version=4)
+    (cell,) = [c for c in nb.cells if c.source.startswith("%%agent")]
+    transcript, image = cell.outputs
+    assert "image/png" not in transcript.data and image.output_type == "display_data"
+    assert set(image.data) == {"image/png", "text/plain"}
+    assert image.data["text/plain"] == "<Figure size 600x350 with 1 Axes>"
+    for mime in ("text/html", "text/markdown"):
+        assert "data:image" not in transcript.data[mime]
+        assert "[image: shown below]" in transcript.data[mime].replace("\\", "")
+    assert transcript.data["text/plain"].count("2100.0") == 1  # the value once
+
+
 def nbval(copy: Path, **env: str) -> subprocess.CompletedProcess[str]:
     """``pytest --nbval`` on ``copy`` in its folder, as a reviewer types it: no API key, no
     model server (going live would fail), nothing of nbagent's set but ``env``."""

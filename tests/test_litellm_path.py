@@ -183,3 +183,33 @@ async def test_cancel_during_an_http_stream(server: ScriptedServer) -> None:
         assert done.status == "cancelled" and done.text == "never finishing answer "
         again = await collect(session, "again")
         assert finished(again).text == "Fresh."
+
+
+async def test_a_response_with_more_calls_than_the_cap_is_refused(server: ScriptedServer) -> None:
+    """Five calls against a cap of three: nothing asks or runs, each call gets the error
+    (the next request carries five tool results), and the model goes on with fewer."""
+    ran: list[int] = []
+
+    @tool
+    def record(n: int) -> str:
+        """Note a number."""
+        ran.append(n)
+        return f"noted {n}"
+
+    server.add(
+        use_tools(*(call("record", {"n": n}) for n in range(5))),
+        use_tools(call("record", {"n": 7})),
+        say("Done, one at a time."),
+    )
+    async with session_for(server, tools=[record], max_calls_per_response=3) as session:
+        events = await collect(session, "note five numbers")
+        assert is_valid(session.messages)
+    assert finished(events).status == "completed"
+    assert ran == [7]  # only the call of the second response ran
+    (refused,) = of_type(events, nbagent.ToolCallsRefused)
+    assert len(refused.tool_call_ids) == 5 and refused.limit == 3
+    assert len(of_type(events, nbagent.ApprovalRequested)) == 1  # the one allowed call
+    results = [m for m in server.requests[1]["messages"] if m["role"] == "tool"]
+    assert [m["tool_call_id"] for m in results] == list(refused.tool_call_ids)
+    assert all("more than the 3 one response may propose" in m["content"] for m in results)
+    assert "none of them ran" in results[0]["content"]

@@ -109,7 +109,8 @@ def test_a_run_shows_the_transcript_and_continues_the_conversation(
     call_record = result.tool_calls[0]  # type: ignore[attr-defined]
     assert call_record.name == "add" and call_record.status == "denied"
     shown = capsys.readouterr().out
-    assert "Denied: denied by the headless run: nobody can click Approve" in shown
+    assert "  denied by policy: nobody can click Approve in a headless run" in shown
+    assert "Denied" not in shown
     assert "I was not allowed to add." in shown
 
     second = run(shell, f"%%agent --api-base {server.url}\nWhat did I ask?")
@@ -266,3 +267,24 @@ def test_doctor_checks_the_server_in_use_and_what_the_model_supports(
     server.stop()
     report = shell.run_line_magic("agent", "doctor").to_plain()
     assert f"{gone} does not answer" in report and "FAIL" in report
+
+
+def test_config_caps_the_calls_of_one_response(
+    shell: InteractiveShell, server: ScriptedServer
+) -> None:
+    server.add(
+        use_tools(*(call("add", {"a": n, "b": 1}) for n in range(3))), say("Too many, sorry.")
+    )
+    shell.run_cell("def add(a: int, b: int) -> int:\n    'Add.'\n    return a + b")
+    shell.run_line_magic("config", "NBAgent.max_calls_per_response = 2")
+    try:
+        result = run(shell, f"%%agent -s capped --api-base {server.url} --tools add\nadd three")
+    finally:
+        shell.run_line_magic("config", "NBAgent.max_calls_per_response = 64")
+    assert result.status == "completed"  # type: ignore[attr-defined]
+    assert result.tool_calls == ()  # type: ignore[attr-defined]
+    results = [m for m in server.requests[1]["messages"] if m["role"] == "tool"]
+    assert len(results) == 3 and "more than the 2 one response may propose" in results[0]["content"]
+    markdown = result.transcript.to_markdown()  # type: ignore[attr-defined]
+    assert "proposed 3 tool calls in one response, more than 2" in markdown
+    assert "**tool**" not in markdown  # no card for a refused call

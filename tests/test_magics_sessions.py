@@ -11,7 +11,7 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
-from nbagent.testing import ScriptedServer, call, say, use_tools
+from nbagent.testing import ScriptedServer, call, http_error, say, use_tools
 
 
 @pytest.fixture
@@ -56,6 +56,42 @@ def test_a_session_survives_a_new_kernel(
     assert user_turns(server) == ["My name is Ada.", "What is my name?"]
     sessions = shell.run_line_magic("agent", "sessions").to_plain()
     assert "default" in sessions and "idle" in sessions
+
+
+def test_history_marks_the_turns_that_did_not_complete(
+    shell: InteractiveShell, server: ScriptedServer
+) -> None:
+    server.add(
+        say("Fine."),
+        http_error(401, "bad key"),
+        use_tools(call("add", {"a": 1, "b": 2})),
+        say("Done."),
+    )
+    shell.run_cell("def add(a: int, b: int) -> int:\n    'Add.'\n    return a + b")
+    base = f"%%agent --api-base {server.url} --allow-errors --approve all"
+    run(shell, f"{base}\nhello")
+    run(shell, f"{base}\nthis one fails")
+    run(shell, f"{base} --tools add --max-turns 1\nthis one runs out of turns")
+    run(shell, f"{base}\nand this one completes")
+
+    def marks() -> list[str]:
+        plain = shell.run_line_magic("agent", "history").bundle["text/plain"]
+        return [line for line in plain.splitlines() if line.startswith("[")]
+
+    shown = marks()
+    assert len(shown) == 2  # the completed turns have none
+    assert shown[0].startswith("[✗ turn failed: openai/gpt-4o-mini refused the credentials")
+    assert shown[1].startswith("[⏹ turn stopped at the limit of model requests: The run stopped")
+    plain = shell.run_line_magic("agent", "history").bundle["text/plain"]
+    assert (
+        plain.index("this one fails")
+        < plain.index("✗ turn failed")
+        < plain.index("this one runs out")
+    )
+    # a new kernel reads the log: the same marks
+    shell.run_line_magic("unload_ext", "nbagent")
+    shell.run_line_magic("load_ext", "nbagent")
+    assert marks() == shown
 
 
 def test_undo_checkpoints_fork_and_delete(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from conftest import collect, finished, of_type
 from nbagent import ApprovalRequested, Session, ToolFinished
 from nbagent.testing import ScriptedModel, call, say, use_tools
 from nbagent.tools import ToolOutput
+from nbagent.tools._runs import namespace_changes, snapshot
 from nbagent.tools.notebook import expand_variables, notebook_tools
 
 
@@ -45,9 +47,78 @@ async def test_run_python_defines_variables_for_later_cells(
     assert isinstance(output, ToolOutput) and not output.is_error
     assert shell.user_ns["answer"] == 42
     assert "stdout:\ncomputed" in output.text and "value:\n43" in output.text
-    assert output.display == ({"text/plain": "43"},)
+    assert output.display == ()  # the value is in the text: the card shows it once
     shell.run_cell("later = answer * 2")
     assert shell.user_ns["later"] == 84
+
+
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII="
+
+
+async def test_run_python_shows_the_value_once_and_each_image_once(
+    shell: InteractiveShell, tools: dict[str, Any]
+) -> None:
+    shell.user_ns["png"] = base64.b64decode(PNG)
+    code = (
+        "from IPython.display import Image, display\n"
+        "display(Image(data=png))\n"
+        "display(Image(data=png))  # a figure the inline backend shows again\n"
+        "'the value'"
+    )
+    output = await run(tools, "run_python", code=code)
+    assert output.text.count("the value") == 1
+    assert output.text.count("displayed (image/png)") == 1
+    assert [sorted(b) for b in output.display] == [["image/png", "text/plain"]]
+
+
+async def test_run_python_says_what_changed_in_the_kernel(
+    shell: InteractiveShell, tools: dict[str, Any]
+) -> None:
+    shell.run_cell("rows = [1, 2, 3]\ntmp = 'x'\nkept = 5\n_private = 1")
+    code = "rows.append(4)\ntotal = sum(rows)\ndel tmp\n_scratch = 2\nimport json\nkept"
+    output = await run(tools, "run_python", code=code)
+    first = output.text.splitlines()[0]
+    assert first == (
+        "kernel: changed `rows`: list (len 3) → (len 4); created `total`: int = 10; deleted `tmp`"
+    )
+    nothing = await run(tools, "run_python", code="kept + 1")
+    assert not nothing.text.startswith("kernel:")  # nothing changed, no line
+
+
+def test_namespace_changes_are_cheap_and_capped() -> None:
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame({"a": range(120), "b": 0})
+    before = snapshot({"df": df, "old": 1, "In": [], "np": os}, {})
+    assert set(before) == {"df", "old"}  # IPython's own names and modules are left out
+    after = snapshot({"df": df[df.a > 1], **{f"v{i}": i for i in range(12)}}, {})
+    text = namespace_changes(before, after)
+    assert text.startswith("changed `df`: DataFrame (120, 2) → (118, 2); created `v0`: int = 0;")
+    assert text.endswith("and 4 more")  # 14 changes: 10 named
+    assert namespace_changes(before, before) == ""
+
+
+async def test_a_traceback_names_the_agents_code_not_a_cell(
+    shell: InteractiveShell, tools: dict[str, Any]
+) -> None:
+    first = await run(tools, "run_python", code="def f():\n    return 1 / 0\n")
+    assert first.text == "kernel: created `f`: function"
+    failed = await run(tools, "run_python", code="x = 1\nf()")
+    numbers = re.findall(r'File "<agent run_python #(\d+)>", line (\d+)', failed.text)
+    assert [line for _, line in numbers] == ["2", "2"]  # the call, then f's body
+    assert int(numbers[1][0]) == int(numbers[0][0]) - 1  # f came from the run before
+    assert "Cell In[" not in failed.text and "ZeroDivisionError" in failed.text
+    syntax = await run(tools, "run_python", code="def broken(:\n  pass")
+    assert re.search(r'File "<agent run_python #\d+>", line 1', syntax.text)
+    # a cell of the user's with the same text is labelled as IPython does, and the
+    # function the agent defined still says where it came from
+    name = shell.compile.cache("x = 1\nf()", 99)
+    try:
+        exec(compile("x = 1\nf()", name, "exec"), shell.user_ns)
+    except ZeroDivisionError as exc:
+        stb = shell.InteractiveTB.structured_traceback(type(exc), exc, exc.__traceback__)
+    shown = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(stb))
+    assert "Cell In[99], line 2" in shown
+    assert f'File "<agent run_python #{numbers[1][0]}>", line 2' in shown
 
 
 async def test_an_exception_returns_a_short_traceback(tools: dict[str, Any]) -> None:
@@ -164,9 +235,24 @@ async def test_write_file_shows_a_diff_and_waits_for_approval(
             seen.append(request.preview or "")
             s.approve(request.tool_call_id)
 
-        await collect(session, "edit", on_approval=check_then_approve)
+        events = await collect(session, "edit", on_approval=check_then_approve)
     assert "-two" in seen[0] and "+three" in seen[0] and "b/notes.txt" in seen[0]
     assert target.read_text() == "one\nthree\n"
+    # the card shows the diff as its preview: the result says what happened, once
+    (done,) = of_type(events, ToolFinished)
+    assert done.result == "wrote 2 lines to notes.txt (+1 −1)"
+
+
+async def test_write_file_says_what_it_did_in_one_sentence(tools: dict[str, Any]) -> None:
+    assert await run(tools, "write_file", path="new.csv", content="a\nb\nc\n") == (
+        "wrote 3 lines to new.csv (a new file)"
+    )
+    assert await run(tools, "write_file", path="new.csv", content="a\nb\nc\n") == (
+        "wrote 3 lines to new.csv (no change)"
+    )
+    assert await run(tools, "write_file", path="new.csv", content="a\n") == (
+        "wrote 1 line to new.csv (+0 −2)"
+    )
 
 
 async def test_notebook_cells_lists_what_the_user_ran(

@@ -74,6 +74,7 @@ PUBLIC = {
     "ToolCall",
     "ToolCallProposed",
     "ToolCallRecord",
+    "ToolCallsRefused",
     "ToolDefinitionError",
     "ToolFinished",
     "ToolOutput",

@@ -16,6 +16,7 @@ from nbagent import Session, render
 from nbagent.events import (
     ApprovalDecided,
     ApprovalRequested,
+    TextDelta,
     ToolCall,
     ToolCallProposed,
     ToolFinished,
@@ -152,7 +153,23 @@ async def test_a_transcript_shows_text_cards_results_and_status_in_three_formats
 async def test_a_denied_call_is_shown_with_its_reason() -> None:
     transcript = await run_events([use_tools(call("shout", {"code": "rm"})), say("ok")])
     for text in transcript.mimebundle().values():
-        assert "denied" in text and "not today" in text
+        assert "rejected by you: not today" in text
+
+
+async def test_a_rejected_call_says_so_once_and_the_model_hears_who() -> None:
+    session = Session(ScriptedModel([use_tools(call("shout", {"code": "rm"})), say("ok")]),
+                      tools=[shout])  # fmt: skip
+    transcript = Transcript(prompt="go", model="scripted", session="s1")
+    async for event in session.run("go"):
+        transcript.add(event)
+        if event.kind == "approval_requested":
+            session.deny(event.tool_call_id)  # the Reject button: no reason given
+    told = next(m for m in session.messages if m["role"] == "tool")["content"]
+    await session.aclose()
+    assert told.startswith("The user rejected the call; it did not run.")
+    for text in (transcript.to_plain(), transcript.to_markdown()):
+        assert text.count("rejected") == 1 and "rejected by you" in text
+        assert "denied by" not in text and "Denied" not in text
 
 
 async def test_a_failed_run_shows_its_error() -> None:
@@ -196,6 +213,24 @@ def test_tables_and_history_escape_their_content() -> None:
     assert not active(history["text/html"])
     assert not active(permissive(history["text/markdown"]))
     assert "f({&quot;a&quot;: &quot;&lt;i&gt;&quot;})" in history["text/html"]
+
+
+async def test_history_marks_a_stopped_turn_after_its_last_message() -> None:
+    model = ScriptedModel([say("a long answer " * 50, words_per_chunk=1), say("Here.")])
+    async with Session(model) as session:
+        async for event in session.run("talk"):
+            if isinstance(event, TextDelta):
+                session.cancel()
+        await session.ask("still there?")
+        (end,) = session.conversation.ended
+        ended = {end.after: (end.status, end.error)}
+        history = render_history("s", session.messages, ended)
+    plain = history["text/plain"].splitlines()
+    assert plain[1] == "user: talk" and plain[3] == "[⏹ turn stopped by you]"
+    assert plain[4] == "user: still there?"
+    failed = render_history("s", [{"role": "user", "content": "x"}], {0: ("failed", "<b>x</b>\n2")})
+    assert "<i>✗ turn failed: &lt;b&gt;x&lt;/b&gt;</i>" in failed["text/html"]
+    assert not active(failed["text/html"]) and not active(permissive(failed["text/markdown"]))
 
 
 # -- approval previews and tool displays ----------------------------------------------------
@@ -313,14 +348,42 @@ def test_a_preview_that_is_no_diff_is_plain_text() -> None:
     assert "```\n+1 -1 would be" in transcript.to_markdown()
 
 
-def test_png_and_jpeg_displays_show_as_data_uri_images() -> None:
+def test_images_are_outputs_of_their_own_and_the_transcript_refers_to_them() -> None:
+    transcript = tool_events(
+        display=(
+            {"image/png": PNG, "text/plain": "<Figure size 640x480 with 1 Axes>"},
+            {"text/plain": "a table"},
+            {"image/jpeg": JPEG, "text/plain": "photo"},
+        )
+    )
+    bundle = transcript.mimebundle()
+    html, md, plain = bundle["text/html"], bundle["text/markdown"], bundle["text/plain"]
+    assert "data:" not in html and "<img" not in html and "data:" not in md
+    refs = '<div class="nbagent-image-ref"><i>[image 1: shown below]</i></div>'
+    assert refs in html and "[image 2: shown below]" in html
+    assert html.index("wrote it") < html.index("[image 1") < html.index("a table")
+    assert "*\\[image 1: shown below\\]*" in md and "image 2: shown below" in md
+    assert "  output: [image 1: shown below]" in plain
+    assert transcript.image_outputs() == [
+        {"image/png": PNG, "text/plain": "<Figure size 640x480 with 1 Axes>"},
+        {"image/jpeg": JPEG, "text/plain": "photo"},
+    ]
+    # one image: no number; the live view keeps its images inside the card
+    single = tool_events(display=({"image/png": PNG},))
+    assert "[image: shown below]" in single.to_html()
+    assert single.image_outputs() == [{"image/png": PNG, "text/plain": "image/png"}]
+    assert single.blocks[0].to_json()["display"][0]["kind"] == "image"
+
+
+def test_png_and_jpeg_displays_show_as_data_uri_images_inline() -> None:
     transcript = tool_events(
         display=(
             {"image/png": PNG, "text/plain": "<Figure size 640x480 with 1 Axes>"},
             {"image/jpeg": JPEG, "text/plain": "photo"},
         )
     )
-    html, md, plain = transcript.to_html(), transcript.to_markdown(), transcript.to_plain()
+    inline = transcript.mimebundle(images="inline")
+    html, md, plain = inline["text/html"], inline["text/markdown"], inline["text/plain"]
     assert f'<img class="nbagent-display" src="data:image/png;base64,{PNG}" ' in html
     assert 'alt="&lt;Figure size 640x480 with 1 Axes&gt;"' in html
     assert f'src="data:image/jpeg;base64,{JPEG}"' in html
@@ -458,7 +521,7 @@ async def test_a_session_tool_preview_and_display_reach_the_transcript() -> None
     await session.aclose()
     card = transcript.cards[next(iter(transcript.cards))]
     assert card.display == [{"kind": "image", "mime": "image/png", "data": PNG, "alt": "<b>t</b>"}]
-    assert f"data:image/png;base64,{PNG}" in transcript.to_html()
+    assert transcript.image_outputs() == [{"image/png": PNG, "text/plain": "<b>t</b>"}]
 
 
 def test_the_live_view_gets_previews_and_sends_images_once() -> None:

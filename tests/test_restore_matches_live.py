@@ -266,6 +266,12 @@ SCENARIOS: dict[str, Scenario] = {
     "parallel calls": Scenario(
         [TWO_SUMS, say("2 and 4")], turns("two sums"), {"tools": [add]}, ends=("completed",)
     ),
+    "too many calls in one response are refused": Scenario(
+        [use_tools(*(call("add", {"a": i, "b": 1}) for i in range(5))), TWO_SUMS, say("2, 4")],
+        turns("many sums"),
+        {"tools": [add], "max_calls_per_response": 3},
+        ends=("completed",),
+    ),
     "always allow then policy": Scenario(
         [ADD, say("5"), ADD, say("5 again")],
         turns("2+3", "again", on_approval=always),
@@ -471,3 +477,4 @@ async def test_the_restored_conversation_equals_the_live_one(
     assert state.messages == live.session.messages
     assert state.usage == live.session.usage
     assert state.runs == live.session.runs
+    assert state.conversation.ended == live.session.conversation.ended  # history's marks

@@ -369,6 +369,21 @@ async def test_huge_result_is_truncated_with_a_note_and_cleaned() -> None:
         assert tool_message(session, result.tool_call_id)["content"] == result.result
 
 
+async def test_the_default_cap_refuses_65_calls_and_takes_64() -> None:
+    many = [call("peek", {"name": str(n)}) for n in range(65)]
+    model = ScriptedModel([use_tools(*many), use_tools(*many[:64]), say("ok")])
+    async with Session(model, tools=[peek]) as session:
+        assert session.max_calls_per_response == 64
+        events = await collect(session, "look at everything")
+        assert is_valid(session.messages)
+    (refused,) = of_type(events, nbagent.ToolCallsRefused)
+    assert len(refused.tool_call_ids) == 65
+    assert len(of_type(events, ToolFinished)) == 64  # the second response's calls ran
+    assert finished(events).status == "completed"
+    with pytest.raises(ValueError, match="max_calls_per_response"):
+        Session(model, max_calls_per_response=0)
+
+
 async def test_parallel_calls_run_concurrently() -> None:
     both_started = asyncio.Event()
     started = 0

@@ -88,7 +88,7 @@ def test_cards_reach_the_page_as_walked_parts_with_labels() -> None:
         )
         card = view.blocks[0]
         assert card["label"] == "denied" and card["awaits_decision"] is False
-        assert card["decision"] is None and card["denied"] == "denied by you: no"
+        assert card["decision"] is None and card["denied"] == "rejected by you: no"
         assert card["sections"] == ["arguments", "preview", "denied"]  # no result shown
         assert card["result"] is None and card["changes_open"] is False
         assert view.status["label"] == "queued"

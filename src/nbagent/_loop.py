@@ -35,6 +35,8 @@ from .events import (
     RunStatus,
     SteerAdded,
     TextDelta,
+    ToolCall,
+    ToolCallsRefused,
     Usage,
 )
 from .hooks import Hooks, call_hooks, edit_request
@@ -174,6 +176,7 @@ class LoopHost(Protocol):
     max_turns: int
     model_params: dict[str, Any]
     max_response_chars: int
+    max_calls_per_response: int
     send_images: bool
     budget: Budget
     retry: RetryPolicy
@@ -204,7 +207,8 @@ async def run_loop(host: LoopHost, run: RunState, resumed: bool) -> RunOutcome:
             # The response that proposed them came from where the log says (a replay of
             # an untrusted recording stays untrusted after a kernel death).
             run.replayed = host.conversation.provenance
-            await host.tool_runner.run(run, unanswered)
+            if not _too_many(host, run, unanswered):
+                await host.tool_runner.run(run, unanswered)
             if (stopped := _refused(host, run)) is not None:
                 return stopped
         for turn_number in range(1, host.max_turns + 1):
@@ -215,6 +219,8 @@ async def run_loop(host: LoopHost, run: RunState, resumed: bool) -> RunOutcome:
                 return RunOutcome("budget_exceeded", over)
             if not response.tool_calls:
                 return RunOutcome("completed")
+            if _too_many(host, run, response.tool_calls):
+                continue  # the model reads why, and may try again with fewer calls
             await host.tool_runner.run(run, response.tool_calls)
             if (stopped := _refused(host, run)) is not None:
                 return stopped
@@ -233,6 +239,27 @@ async def run_loop(host: LoopHost, run: RunState, resumed: bool) -> RunOutcome:
         return RunOutcome("failed", str(exc), exc)
     except Exception as exc:
         return RunOutcome("failed", redact(f"{type(exc).__name__}: {exc}"), exc)
+
+
+def _too_many(host: LoopHost, run: RunState, calls: tuple[ToolCall, ...]) -> bool:
+    """Refuse every call of a response that proposes more than ``max_calls_per_response``
+    (a runaway response): none is asked about or runs, each gets an error result."""
+    limit = host.max_calls_per_response
+    if len(calls) <= limit:
+        return False
+    host.emit(
+        ToolCallsRefused(
+            run_id=run.ctx.run_id,
+            tool_call_ids=tuple(call.id for call in calls),
+            limit=limit,
+            result=(
+                f"Not run: the response proposed {len(calls):,} tool calls, more than the "
+                f"{limit} one response may propose (max_calls_per_response), so none of them "
+                f"ran. Propose at most {limit} calls at once, or fewer, larger steps."
+            ),
+        )
+    )
+    return True
 
 
 def _refused(host: LoopHost, run: RunState) -> RunOutcome | None:

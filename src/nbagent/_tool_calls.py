@@ -217,10 +217,9 @@ class ToolRunner:
         if not decision.approved:
             if verdict.untrusted_replay:
                 run.refused_replay = call.name
-            why = f" Reason: {decision.reason}." if decision.reason else ""
             return self._finish(
                 run, call, "denied",
-                f"The call was denied and did not run.{why} Do not retry it unchanged; "
+                f"{_denied(decision)} Do not retry it unchanged; "
                 "ask the user or take another approach.", 0.0, done,
             )  # fmt: skip
         await call_hooks(self.hooks, "before_tool_call", run.ctx, call)
@@ -243,6 +242,16 @@ class ToolRunner:
                     text = to_text(value)
             duration = time.perf_counter() - started
         return self._finish(run, call, status, text, duration, done, tool.max_result_chars, display)
+
+
+def _denied(decision: Decision) -> str:
+    """What the model reads about a denied call: who denied it, and why when said."""
+    if decision.decided_by == "user" and decision.reason:
+        return f"The user rejected the call: {decision.reason.rstrip('.')}. It did not run."
+    if decision.decided_by == "user":
+        return "The user rejected the call; it did not run."
+    why = f" Reason: {decision.reason}." if decision.reason else ""
+    return f"The call was denied and did not run.{why}"
 
 
 def _replayed(provenance: Provenance | None, index: int, call: ToolCall) -> ReplayedCall | None:

@@ -67,6 +67,11 @@ class NBAgent(Configurable):
         help="auto, wait or background. Env: NBAGENT_MODE; default auto.",
     ).tag(config=True)
     max_turns = Int(25, help="Model requests allowed per run.").tag(config=True)
+    max_calls_per_response = Int(
+        64,
+        help="The most tool calls one model response may propose: a response with more is "
+        "refused (none of its calls asks or runs) and the model is told why.",
+    ).tag(config=True)
     system = Unicode(None, allow_none=True, help="System prompt for new sessions.").tag(config=True)
     flush_interval = Float(
         0.04, help="Seconds between streamed-text messages to the live view (33–50 ms is smooth)."
@@ -166,6 +171,7 @@ class Settings:
     max_cost: float | None = None
     max_tokens: int | None = None
     send_images: bool = False
+    max_calls_per_response: int = 64
 
 
 def _pick(config: NBAgent | None, name: str) -> Any:
@@ -209,6 +215,9 @@ def resolve(config: NBAgent | None = None) -> Settings:
         max_cost=_positive(defaults.max_cost, "max_cost"),
         max_tokens=_positive(defaults.max_tokens, "max_tokens"),
         send_images=bool(defaults.send_images),
+        max_calls_per_response=_positive(
+            int(defaults.max_calls_per_response), "max_calls_per_response"
+        ),
     )
 
 

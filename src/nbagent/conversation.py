@@ -15,6 +15,7 @@ from a repaired copy.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict, cast
@@ -33,11 +34,13 @@ from .events import (
     Retrying,
     RunFinished,
     RunStarted,
+    RunStatus,
     StateChanged,
     SteerAdded,
     TextDelta,
     ToolCall,
     ToolCallProposed,
+    ToolCallsRefused,
     ToolFinished,
     ToolStarted,
     Usage,
@@ -235,6 +238,19 @@ class UsageTotals:
 # -- the fold ----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class TurnEnd:
+    """A turn that did not complete: stopped, failed, or over a limit (``%agent history``
+    marks it after the turn's last message)."""
+
+    after: int
+    """The index of the turn's last message in ``messages``."""
+    status: RunStatus
+    error: str | None
+    message: ChatMessage
+    """That message (to find it again when the history is replaced)."""
+
+
 @dataclass
 class Conversation:
     """A session's state, folded from its events (see the module docstring)."""
@@ -262,6 +278,8 @@ class Conversation:
     models that can see (:meth:`request_messages`), never part of ``messages``."""
     provenance: Provenance | None = None
     """Where the latest complete response came from (its calls' trust on resume)."""
+    ended: list[TurnEnd] = field(default_factory=list)
+    """The turns that did not complete, oldest first."""
 
     def apply(self, event: Event) -> None:
         """Fold one event into the state."""
@@ -294,6 +312,9 @@ class Conversation:
                 self.messages.append(tool_result(event.tool_call_id, event.result))
                 if event.display and (urls := display_images(event.display)):
                     self.images[event.tool_call_id] = (event.name, urls)
+            case ToolCallsRefused():
+                for call_id in event.tool_call_ids:
+                    self.messages.append(tool_result(call_id, event.result))
             case Usage():
                 self.usage = self.usage.add(event)
             case RunFinished():
@@ -301,6 +322,9 @@ class Conversation:
                     return  # a queued turn stopped before it started: nothing happened
                 self.runs += 1
                 self.messages = repair_history(self.messages)
+                if event.status != "completed" and self.messages:
+                    last = len(self.messages) - 1
+                    self.ended.append(TurnEnd(last, event.status, event.error, self.messages[last]))
                 self.run_id = None
                 self.partial.clear()
                 self.running.clear()
@@ -314,9 +338,18 @@ class Conversation:
 
     def reset(self, messages: list[ChatMessage]) -> None:
         """Replace the conversation (rewind, undo, compaction); only between runs."""
+        shift = len(messages) - len(self.messages)
         self.messages = list(messages)
         kept = {m.get("tool_call_id") for m in self.messages if m.get("role") == "tool"}
         self.images = {k: v for k, v in self.images.items() if k in kept}
+        ended = []
+        for end in self.ended:
+            # a kept beginning (rewind, undo), else a kept end (compaction)
+            for index in (end.after, end.after + shift):
+                if 0 <= index < len(self.messages) and self.messages[index] == end.message:
+                    ended.append(dataclasses.replace(end, after=index))
+                    break
+        self.ended = ended
 
     def close_interrupted(self) -> None:
         """Keep what a run that never finished had shown: its partial text, and a result

@@ -244,6 +244,22 @@ class ToolFinished:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ToolCallsRefused:
+    """A response proposed more tool calls than a run takes from one response
+    (``max_calls_per_response``): none of them was asked about or ran, and each got
+    ``result`` as its result (the model reads it; the conversation stays valid)."""
+
+    run_id: str
+    tool_call_ids: tuple[str, ...]
+    """Every call of the response, in order."""
+    limit: int
+    """The most calls one response may propose."""
+    result: str
+    """The error each call got, which the model reads."""
+    kind: Literal["tool_calls_refused"] = "tool_calls_refused"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Usage:
     """Token use and cost of one model request."""
 
@@ -324,6 +340,7 @@ Event = Annotated[
     | ApprovalDecided
     | ToolStarted
     | ToolFinished
+    | ToolCallsRefused
     | Usage
     | Retrying
     | ErrorOccurred

@@ -45,6 +45,7 @@ from .model import LiteLLMModel, Model
 from .tools import DEFAULT_MAX_RESULT_CHARS, Tool, ToolLike, resolve_tools
 
 __all__ = [
+    "DEFAULT_MAX_CALLS_PER_RESPONSE",
     "DEFAULT_MAX_RESPONSE_CHARS",
     "DEFAULT_MODEL",
     "Budget",
@@ -61,6 +62,8 @@ __all__ = [
 DEFAULT_MODEL = "openai/gpt-4o-mini"
 DEFAULT_MAX_RESPONSE_CHARS = 1_000_000
 """The size cap of one model response, in characters (a runaway stream ends there)."""
+DEFAULT_MAX_CALLS_PER_RESPONSE = 64
+"""The most tool calls one response may propose (more: all are refused, none asks)."""
 
 
 class SessionState(enum.Enum):
@@ -135,17 +138,17 @@ class Session:
         max_response_chars: int = DEFAULT_MAX_RESPONSE_CHARS,
         send_images: bool = False,
         max_parallel_tools: int = 4,
+        max_calls_per_response: int = DEFAULT_MAX_CALLS_PER_RESPONSE,
         max_result_chars: int = DEFAULT_MAX_RESULT_CHARS,
         session_id: str | None = None,
         messages: Iterable[dict[str, Any]] = (),
         conversation: Conversation | None = None,
     ) -> None:
-        if max_turns < 1:
-            raise ValueError("max_turns must be at least 1")
-        if max_parallel_tools < 1:
-            raise ValueError("max_parallel_tools must be at least 1")
-        if max_response_chars < 1:
-            raise ValueError("max_response_chars must be at least 1")
+        limits = {"max_turns": max_turns, "max_parallel_tools": max_parallel_tools,
+                  "max_response_chars": max_response_chars,
+                  "max_calls_per_response": max_calls_per_response}  # fmt: skip
+        if low := [limit for limit, value in limits.items() if value < 1]:
+            raise ValueError(f"{low[0]} must be at least 1")
         if isinstance(model, str):
             connection: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
             model = LiteLLMModel(
@@ -171,6 +174,8 @@ class Session:
         self.retry = retry or RetryPolicy()
         self.hooks: list[Hooks] = list(hooks)
         self.max_parallel_tools = max_parallel_tools
+        self.max_calls_per_response = max_calls_per_response
+        """A response that proposes more tool calls is refused: none runs or asks."""
         self.max_result_chars = max_result_chars
         self._conversation = conversation or Conversation(messages=as_chat(messages))
         self._state = SessionState.IDLE

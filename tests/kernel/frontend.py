@@ -263,11 +263,13 @@ class Frontend:
         return None
 
     def final_bundle(self, msg_id: str) -> dict[str, Any]:
-        """The last display data of a cell (the static transcript after a run)."""
+        """The last display data of a cell (the static transcript after a run), not
+        counting the images the run shows after its transcript."""
         shown = [
             m["content"]["data"]
             for m in self.for_cell(msg_id)
             if m["msg_type"] in ("display_data", "update_display_data", "execute_result")
+            and not {"image/png", "image/jpeg"} & set(m["content"]["data"])
         ]
         assert shown, "the cell displayed nothing"
         return dict(shown[-1])

@@ -147,7 +147,14 @@ def test_notebook_tools_in_a_kernel(server: ScriptedServer, tmp_path: Path) -> N
         msg_id = front.execute("%%agent --tools notebook --approve all\nPlot revenue by month.")
         front.reply(msg_id)
         final = front.final_bundle(msg_id)
-        assert "data:image/png;base64," in final["text/html"]  # the figure is in the output
+        # the figure is an ordinary output after the transcript, which refers to it
+        assert "[image: shown below]" in final["text/html"] and "data:" not in final["text/html"]
+        outputs = front.saved_outputs(msg_id)
+        assert "text/html" in outputs[-2]["data"] and "image/png" in outputs[-1]["data"]
+        assert outputs[-1]["data"]["text/plain"].startswith("<Figure size")
+        assert sum("image/png" in o.get("data", {}) for o in outputs) == 1  # shown once
+        # what changed in the kernel, said once in the result
+        assert "kernel: created `months`: list (len 3)" in final["text/plain"]
         assert front.evaluate("months") == "['jan', 'feb', 'mar']"  # defined for later cells
 
         msg_id = front.execute("%%agent --tools notebook --approve all\nWait forever.")

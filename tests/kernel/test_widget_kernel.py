@@ -128,7 +128,7 @@ def test_reject_and_always_allow(front: Frontend, server: ScriptedServer) -> Non
     assert front.ack(view, request)["ok"]
     front.reply(msg_id)
     plain = front.final_bundle(msg_id)["text/plain"]
-    assert "Denied: denied by you: the user rejected the call" in plain
+    assert "\n  rejected by you\n" in plain and "Denied" not in plain  # said once
     assert "approved by policy: add was always-allowed in this session" in plain
     # a click on a call that is no longer pending is refused with a reason
     request = front.send_custom(view, {"type": "decide", "id": card["id"], "action": "approve"})
@@ -172,7 +172,7 @@ def test_reject_with_a_reason_and_allow_these_arguments(
     assert front.ack(view, front.send_custom(view, approve))["ok"]
     front.reply(msg_id)
     told = [m for m in server.requests[1]["messages"] if m["role"] == "tool"]
-    assert "the user rejected the call: use bigger numbers." in told[-1]["content"]
+    assert "The user rejected the call: use bigger numbers. It did not run." in told[-1]["content"]
     plain = front.final_bundle(msg_id)["text/plain"]
     assert "use bigger numbers" in plain
     assert plain.count("always for matching calls, this session") == 1
@@ -279,7 +279,12 @@ def test_the_live_view_gets_the_preview_and_the_displayed_image(
     assert all(PNG not in str(u.get("blocks", "")) for u in updates)
 
     final = front.final_bundle(msg_id)
-    assert f'src="data:image/png;base64,{PNG}"' in final["text/html"]
+    # the image is an ordinary output after the transcript, which refers to it
+    assert "data:image" not in final["text/html"] + final["text/markdown"]
+    assert "<i>[image: shown below]</i>" in final["text/html"]
+    assert "*\\[image: shown below\\]*" in final["text/markdown"]
+    outputs = front.saved_outputs(msg_id)
+    assert "text/html" in outputs[-2]["data"]  # the transcript, then the image
+    assert outputs[-1]["data"] == {"image/png": PNG, "text/plain": "<Figure size 1x1>"}
     assert "<script>alert(1)</script>" not in final["text/html"]
     assert '<span class="nbagent-diff-add"' in final["text/html"]
-    assert f"![output](data:image/png;base64,{PNG})" in final["text/markdown"]

@@ -105,9 +105,15 @@ class AgentResult:
         if self._shown_live:
             self._shown_live = False
             return
+        self.show()
+
+    def show(self) -> None:
+        """Display the static transcript, then the images its tools displayed as outputs
+        of their own (the transcript refers to them)."""
         from IPython.display import display
 
         display(self.transcript.mimebundle(), raw=True, metadata=self.metadata)
+        show_images(self.transcript)
 
     def __repr__(self) -> str:
         return (
@@ -164,8 +170,6 @@ class CellRun:
         self.transcript.tools = {
             tool.name: ToolInfo(tool.description, tool.read_only) for tool in session.tools.values()
         }
-        if mode == "headless" and CellRun.scripted_person is None:
-            self.transcript.decider = "the headless run"
         self.view: AgentView | None = None
         self.handle: Any = None
         self.handle_run: RunHandle | None = None
@@ -205,8 +209,7 @@ class CellRun:
         elif action == "trust":
             self.trust(tool_call_id)
         else:
-            said = f": {reason}" if reason else ""
-            self.session.deny(tool_call_id, reason=f"the user rejected the call{said}")
+            self.session.deny(tool_call_id, reason=reason)  # the model reads who and why
 
     def trust(self, tool_call_id: str) -> None:
         """Trust the notebook the waiting call was replayed from (as ``nbagent trust``
@@ -321,7 +324,7 @@ class CellRun:
             ) from None
         result: AgentResult = pump.result()
         if self.mode == "headless" and result.status == "failed" and self.fail_on_error:
-            display(result.transcript.mimebundle(), raw=True, metadata=result.metadata)
+            result.show()
             raise RunFailed(result.error or "the run failed")
         return result
 
@@ -405,8 +408,8 @@ class CellRun:
                 self.decide(event.tool_call_id, person(event))
             return
         reason = f"{HEADLESS_DENIAL}; {event.note}" if event.note else HEADLESS_DENIAL
-        with contextlib.suppress(NbAgentError):
-            self.session.deny(event.tool_call_id, reason=reason)
+        with contextlib.suppress(NbAgentError):  # nobody decided: a rule of headless runs
+            self.session.deny(event.tool_call_id, reason=reason, decided_by="policy")
 
     def _finish(self, outcome: RunResult | None = None) -> None:
         model = self.session.model
@@ -445,6 +448,7 @@ class CellRun:
             self.metadata = recordings.output_metadata(self.name, used, results, log, made)
         if self.handle is not None:
             self.handle.update(self.transcript.mimebundle(), raw=True, metadata=self.metadata)
+            show_images(self.transcript)
         if self.view is not None:
             # The view keeps the finished transcript for pages that missed the update.
             self.view.retire()
@@ -455,3 +459,12 @@ class CellRun:
         if self.view is not None:
             self.view.close()
             self.view = None
+
+
+def show_images(transcript: Transcript) -> None:
+    """The images of a finished run as ordinary outputs after its transcript: GitHub,
+    nbviewer and other renderers that sanitise HTML drop ``data:`` images inside it."""
+    from IPython.display import display
+
+    for bundle in transcript.image_outputs():
+        display(bundle, raw=True)

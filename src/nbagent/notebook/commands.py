@@ -169,7 +169,8 @@ def new(opener: SessionOpener, name: str | None = None) -> None:
 
 def history(opener: SessionOpener, name: str | None = None) -> Any:
     name, session = opener.loaded(name)
-    return MimeBundleValue(render_history(name, session.messages))
+    ended = {end.after: (end.status, end.error) for end in session.conversation.ended}
+    return MimeBundleValue(render_history(name, session.messages, ended))
 
 
 def stop(opener: SessionOpener, name: str | None = None) -> None:

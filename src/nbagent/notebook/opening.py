@@ -201,6 +201,7 @@ class SessionOpener:
                 "approval": options.approve or settings.approve,
                 "system": options.system if options.system is not None else settings.system,
                 "max_turns": options.max_turns or settings.max_turns,
+                "max_calls_per_response": settings.max_calls_per_response,
                 "send_images": options.images or settings.send_images,
                 **connection,
             })  # fmt: skip
@@ -215,6 +216,7 @@ class SessionOpener:
             session.model = LiteLLMModel(wanted, **connection)
         session.tools.update(tools)
         session.send_images = options.images or settings.send_images
+        session.max_calls_per_response = settings.max_calls_per_response
         if options.approve:
             session.policy.mode = options.approve
         if options.max_turns:
@@ -274,6 +276,7 @@ class SessionOpener:
                 "approval": settings.approve,
                 "system": settings.system,
                 "max_turns": settings.max_turns,
+                "max_calls_per_response": settings.max_calls_per_response,
                 **model_connection(CellOptions(), settings),
             }
             self.registry.sessions[name] = self.open_session(name, None, settings, options)

@@ -280,6 +280,8 @@ def _displays_html(displays: Displays, card_id: str, *, live: bool) -> str:
                 f'<img class="nbagent-display" src="data:{item["mime"]};base64,{item["data"]}" '
                 f'alt="{_e(item.get("alt", ""))}" style="max-width:100%;{_LINE};margin:4px 0">'
             )
+        elif item.get("kind") == "image_ref":  # the image is an output of its own, below
+            out.append(f'<div class="nbagent-image-ref"><i>{_e(item.get("text", ""))}</i></div>')
         else:
             out.append(
                 f'<pre class="nbagent-display" style="{PRE}">'

@@ -79,6 +79,8 @@ def _displays_markdown(displays: Displays) -> str:
     for item in displays.items:
         if is_image(item):
             lines.append(f"![output](data:{item['mime']};base64,{item['data']})")
+        elif item.get("kind") == "image_ref":  # the image is an output of its own, below
+            lines.append(f"*{markdown_escape(item.get('text', ''))}*")
         else:
             lines.append(fence(item.get("text", item.get("alt", "")), "text"))
     if displays.note:

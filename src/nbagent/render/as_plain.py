@@ -54,7 +54,9 @@ def section_plain(section: CardSection) -> str:
     if isinstance(section, RawArguments):
         return f"  arguments: {section.text}"
     if isinstance(section, Note):
-        label = {"denied": "Denied", "warning": "warning", "problem": "problem"}[section.kind]
+        if section.kind == "denied":  # "rejected by you": says it
+            return f"  {section.text}"
+        label = {"warning": "warning", "problem": "problem"}[section.kind]
         return f"  {label}: {section.text}"
     if isinstance(section, Changes):
         shown = "\n".join("    " + line for _, line in section.lines)

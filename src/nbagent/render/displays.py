@@ -16,7 +16,8 @@ from .._images import BASE64, checked_image_data
 
 DisplayItem = dict[str, str]
 """One tool display as shown: ``{"kind": "image", "mime", "data", "alt"}`` (validated
-base64 PNG/JPEG) or ``{"kind": "text", "text"}``."""
+base64 PNG/JPEG) or ``{"kind": "text", "text"}``; in a saved transcript an image is
+``{"kind": "image_ref", "mime", "alt", "text"}``, its ``text`` saying where it is."""
 
 DiffKind = Literal["add", "del", "hunk", "meta", "ctx"]
 """How a preview line reads: added, deleted, a hunk header, a file header, or context."""

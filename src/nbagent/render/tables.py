@@ -48,13 +48,38 @@ class Table:
         return self.to_plain()
 
 
-def render_history(name: str, messages: Sequence[Mapping[str, Any]]) -> MimeBundle:
-    """A session's conversation (OpenAI-format messages) as a static bundle."""
+_ENDED = {
+    "cancelled": "stopped",
+    "failed": "failed",
+    "max_turns": "stopped at the limit of model requests",
+    "budget_exceeded": "stopped at its budget",
+}
+_STOPPED_BY_YOU = "Stopped by the user."
+
+
+def turn_end_note(status: str, error: str | None) -> str:
+    """``⏹ turn stopped by you``, ``✗ turn failed: <the error's first line>``."""
+    if status == "cancelled" and error in (None, _STOPPED_BY_YOU):
+        return "⏹ turn stopped by you"
+    symbol = "✗" if status == "failed" else "⏹"
+    first = (error or "").strip().splitlines()[0][:300] if (error or "").strip() else ""
+    return f"{symbol} turn {_ENDED.get(status, status)}" + (f": {first}" if first else "")
+
+
+def render_history(
+    name: str,
+    messages: Sequence[Mapping[str, Any]],
+    ended: Mapping[int, tuple[str, str | None]] | None = None,
+) -> MimeBundle:
+    """A session's conversation (OpenAI-format messages) as a static bundle; ``ended``
+    marks the turns that did not complete: index of a turn's last message -> (status,
+    error)."""
     _e = escape_html
     html_out = [f'<div class="nbagent-history"><div><b>session</b> <code>{_e(name)}</code></div>']
     md_out = [f"**session** `{code_span(name)}`"]
     plain = [f"session {name}"]
-    for message in messages:
+    marks = {index: turn_end_note(*end) for index, end in (ended or {}).items()}
+    for index, message in enumerate(messages):
         role = str(message.get("role", "?"))
         content = message.get("content")
         text = content if isinstance(content, str) else json.dumps(content) if content else ""
@@ -72,6 +97,10 @@ def render_history(name: str, messages: Sequence[Mapping[str, Any]]) -> MimeBund
             + "".join(f"\n\n`{code_span(c)}`" for c in calls)
         )
         plain.append(f"{role}: {text}" + "".join(f"\n  -> {c}" for c in calls))
+        if (mark := marks.get(index)) is not None:
+            html_out.append(f"<div class='nbagent-turn-end'><i>{_e(mark)}</i></div>")
+            md_out.append(f"*{markdown_escape(mark)}*")
+            plain.append(f"[{mark}]")
     html_out.append("</div>")
     return {
         "text/plain": "\n".join(plain),

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from ..events import (
     ApprovalDecided,
@@ -26,6 +27,7 @@ from ..events import (
     StateChanged,
     TextDelta,
     ToolCallProposed,
+    ToolCallsRefused,
     ToolFinished,
     ToolStarted,
     Usage,
@@ -34,11 +36,14 @@ from .as_html import header_html, transcript_html
 from .as_markdown import transcript_markdown
 from .as_plain import transcript_plain
 from .card import ToolCard
-from .displays import display_items
-from .parts import Notice, TextPart, TranscriptParts
+from .displays import DisplayItem, display_items, is_image
+from .parts import CardParts, CardSection, Displays, Notice, TextPart, TranscriptParts
 from .safe_markdown import markdown_html
 
 MimeBundle = dict[str, Any]
+ImagesShown = Literal["below", "inline"]
+"""Where a static transcript shows the images tools displayed: as outputs of their own
+after it (referred to in the transcript), or inside their cards."""
 
 LIVE_PLACEHOLDER = (
     "a live run: its transcript replaces this when it ends. Saved before the end (the page "
@@ -153,8 +158,6 @@ class Transcript:
         self.cost_known = True
         self.started_at: float | None = None
         self.finished_at: float | None = None
-        self.decider = "you"
-        """Who answers approval requests (a headless run answers by policy)."""
         self.can_trust = False
         """A person can trust the notebook of a replayed call from its card (the kernel
         knows which notebook it runs)."""
@@ -217,10 +220,10 @@ class Transcript:
         if isinstance(event, ApprovalDecided):
             card = self._card(event.tool_call_id)
             card.status = "approved" if event.approved else "denied"
-            # a decision replayed from a recording was the recording person's: "you"
-            decider = "you" if event.recorded else self.decider
-            who = decider if event.decided_by == "user" else "policy"
-            verb = "approved" if event.approved else "denied"
+            # a person's decision reads "by you", replayed from a recording too (the
+            # recording person's); a person rejects, a policy (a headless run's) denies
+            who = "you" if event.decided_by == "user" else "policy"
+            verb = "approved" if event.approved else "rejected" if who == "you" else "denied"
             always = {
                 "call": "",
                 "tool": " (always, for this session)",
@@ -265,6 +268,15 @@ class Transcript:
                 Notice(
                     f"The provider failed ({event.error}); retrying in {event.delay_s:.1f} s.",
                     "info",
+                )
+            )
+            return "status"
+        if isinstance(event, ToolCallsRefused):
+            self.notices.append(
+                Notice(
+                    f"The model proposed {len(event.tool_call_ids):,} tool calls in one "
+                    f"response, more than {event.limit} (max_calls_per_response): none of them "
+                    "ran, and the model was told so."
                 )
             )
             return "status"
@@ -383,19 +395,52 @@ class Transcript:
 
     # -- rendering -------------------------------------------------------------------------
 
-    def parts(self) -> TranscriptParts:
-        """The one walk over the transcript: every format renders what it yields."""
+    def parts(self, *, images: ImagesShown = "below") -> TranscriptParts:
+        """The one walk over the transcript: every format renders what it yields.
+
+        ``images="below"`` (the saved transcript): each image a tool displayed is a
+        reference, ``[image: shown below]``, and the image itself one of
+        :meth:`image_outputs`, shown after the transcript as an ordinary output (renderers
+        that sanitise HTML, GitHub's among them, drop ``data:`` images inside it).
+        ``"inline"``: the images stay inside their cards.
+        """
+        count = len(self.images()) if images == "below" else 0
+        numbers = iter(range(1, count + 1)) if count else None
+        counted = count > 1
+        blocks: list[TextPart | CardParts] = []
+        for block in self.blocks:
+            if isinstance(block, TextBlock):
+                blocks.append(block.part())
+            elif numbers is None:
+                blocks.append(block.parts())
+            else:
+                blocks.append(_images_below(block.parts(), numbers, counted))
         return TranscriptParts(
             model=self.model,
             session=self.session,
             context_note=self.context_note(),
-            blocks=tuple(
-                block.part() if isinstance(block, TextBlock) else block.parts()
-                for block in self.blocks
-            ),
+            blocks=tuple(blocks),
             notices=tuple(self.all_notices()),
             status_line=self.status_line(),
         )
+
+    def images(self) -> list[DisplayItem]:
+        """The images the tools displayed (checked PNG and JPEG), in order."""
+        return [
+            item
+            for block in self.blocks
+            if isinstance(block, ToolCard)
+            for item in block.display
+            if is_image(item)
+        ]
+
+    def image_outputs(self) -> list[MimeBundle]:
+        """The images as outputs of their own, to show after the transcript: ordinary
+        ``image/png`` (or jpeg) outputs with their text, which every renderer shows."""
+        return [
+            {item["mime"]: item["data"], "text/plain": item.get("alt") or item["mime"]}
+            for item in self.images()
+        ]
 
     def to_html(self) -> str:
         return transcript_html(self.parts())
@@ -410,10 +455,14 @@ class Transcript:
         """What a live view's output holds besides the view until the run ends: viewers
         without the widget (GitHub, nbconvert, a page that saved the notebook after a
         reload, whose final update never came) read this, not a stale "queued" line."""
-        return self.mimebundle(status_line=LIVE_PLACEHOLDER)
+        return self.mimebundle(status_line=LIVE_PLACEHOLDER, images="inline")
 
-    def mimebundle(self, *, status_line: str | None = None) -> MimeBundle:
-        parts = self.parts()
+    def mimebundle(
+        self, *, status_line: str | None = None, images: ImagesShown = "below"
+    ) -> MimeBundle:
+        """The transcript as static output; with ``images="below"`` (the default) its
+        images are :meth:`image_outputs` to show after it."""
+        parts = self.parts(images=images)
         if status_line is not None:
             parts = dataclasses.replace(parts, status_line=status_line)
         return {
@@ -421,3 +470,31 @@ class Transcript:
             "text/html": transcript_html(parts),
             "text/markdown": transcript_markdown(parts),
         }
+
+
+def _images_below(card: CardParts, numbers: Iterator[int], counted: bool) -> CardParts:
+    """``card`` with each image replaced by a reference to the image output below."""
+    sections: list[CardSection] = []
+    for section in card.sections:
+        if isinstance(section, Displays) and any(is_image(item) for item in section.items):
+            items = tuple(
+                image_reference(next(numbers) if counted else None, item)
+                if is_image(item)
+                else item
+                for item in section.items
+            )
+            section = dataclasses.replace(section, items=items)
+        sections.append(section)
+    return dataclasses.replace(card, sections=tuple(sections))
+
+
+def image_reference(number: int | None, image: DisplayItem) -> DisplayItem:
+    """What the saved transcript shows in place of an image: ``[image 2: shown below]``
+    (kind ``image_ref``; the emitters show its ``text``)."""
+    label = "image" if number is None else f"image {number}"
+    return {
+        "kind": "image_ref",
+        "mime": image["mime"],
+        "alt": image.get("alt", ""),
+        "text": f"[{label}: shown below]",
+    }

@@ -26,6 +26,7 @@ from ..events import (
     RunStarted,
     StateChanged,
     TextDelta,
+    ToolCallsRefused,
     ToolFinished,
 )
 from ..model import Model, ModelRequest
@@ -91,6 +92,11 @@ class SessionRecorder:
             log.checkpoint(
                 "tool_results", run_id=event.run_id, model=model, turn=runs,
                 summary=f"{event.name}: {event.status}", fsync=True,
+            )  # fmt: skip
+        elif isinstance(event, ToolCallsRefused):
+            log.checkpoint(
+                "tool_results", run_id=event.run_id, model=model, turn=runs,
+                summary=f"{len(event.tool_call_ids)} calls refused", fsync=True,
             )  # fmt: skip
         elif isinstance(event, ErrorOccurred) and event.run_id is not None:
             log.checkpoint(

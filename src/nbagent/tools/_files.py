@@ -95,10 +95,26 @@ class NotebookFolder:
         target, diff = self.write_plan(path, content)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(content, encoding="utf-8")
-        return f"wrote {len(content):,} characters to {self.relative(target)}\n{diff}"
+        return write_summary(self.relative(target), content, diff)
 
     def preview_write(self, arguments: dict[str, Any]) -> str:
         try:
             return self.write_plan(str(arguments["path"]), str(arguments["content"]))[1]
         except (FileAccessError, KeyError, OSError) as exc:
             return f"(cannot preview: {exc})"
+
+
+def write_summary(path: str, content: str, diff: str) -> str:
+    """What a write did, in one sentence (the card already shows the diff, and the model
+    sent the content): ``wrote 12 lines to data.csv (+3 −1)``."""
+    lines = len(content.splitlines())
+    body = [line for line in diff.splitlines() if not line.startswith(("+++ ", "--- "))]
+    added = sum(1 for line in body if line.startswith("+"))
+    removed = sum(1 for line in body if line.startswith("-"))
+    if diff.startswith("--- /dev/null"):
+        change = "a new file"
+    elif added or removed:
+        change = f"+{added} −{removed}"
+    else:
+        change = "no change"
+    return f"wrote {lines:,} line{'s' if lines != 1 else ''} to {path} ({change})"

@@ -14,7 +14,7 @@ import difflib
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from ..errors import FileAccessError, RunInterrupted
 from ._files import NotebookFolder
 from ._function import FunctionTool, ToolOutput, function_tool
 from ._inspect import describe_value, short_repr, variable_rows
+from ._runs import AgentCode, namespace_changes, snapshot
 from ._text import sanitize
 
 NOTEBOOK_TOOL_NAMES = (
@@ -36,6 +37,8 @@ NOTEBOOK_TOOL_NAMES = (
 )
 """The ``notebook`` tool group, in the order the model sees them."""
 
+IMAGE_MIMES = ("image/png", "image/jpeg")
+"""The displays a card shows as images (everything else: its text, in the result)."""
 MAX_STREAM_CHARS = 8_000
 MAX_TRACEBACK_LINES = 30
 
@@ -54,6 +57,10 @@ async def execute_in_shell(shell: Any, code: str) -> ToolOutput:
         tracebacks.append(stb)
 
     transformed = shell.transform_cell(code)
+    hidden = getattr(shell, "user_ns_hidden", {})
+    before = snapshot(shell.user_ns, hidden)
+    names = AgentCode.of(shell)
+    names.current = names.next_label()
     shell._showtraceback = keep_traceback
     try:
         with capture_output(stdout=True, stderr=True, display=True) as captured:
@@ -68,16 +75,36 @@ async def execute_in_shell(shell: Any, code: str) -> ToolOutput:
             finally:
                 trap.hook = saved_hook
     finally:
+        names.current = None
         del shell._showtraceback
     error = result.error_in_exec or result.error_before_exec
     if isinstance(error, KeyboardInterrupt):
         raise RunInterrupted("the code was interrupted (KeyboardInterrupt)")
-    bundles = tuple(dict(output.data) for output in captured.outputs)
+    bundles = _distinct(dict(output.data) for output in captured.outputs)
+    changes = namespace_changes(before, snapshot(shell.user_ns, hidden))
     return ToolOutput(
-        text=summarize_execution(captured.stdout, captured.stderr, bundles, tracebacks, error),
+        text=summarize_execution(
+            captured.stdout, captured.stderr, bundles, tracebacks, error, changes=changes
+        ),
         is_error=error is not None,
-        display=bundles,
+        # the text carries every display's text/plain: the card shows the images only
+        display=tuple(b for b in bundles if any(mime in b for mime in IMAGE_MIMES)),
     )
+
+
+def _distinct(bundles: Iterable[dict[str, Any]]) -> tuple[dict[str, Any], ...]:
+    """The bundles, each image once (a figure that is the code's value is displayed again
+    by the inline backend when the code ends)."""
+    seen: set[str] = set()
+    out = []
+    for bundle in bundles:
+        image = next((str(bundle[m]) for m in IMAGE_MIMES if m in bundle), None)
+        if image is not None:
+            if image in seen:
+                continue
+            seen.add(image)
+        out.append(bundle)
+    return tuple(out)
 
 
 def _show_inline_figures() -> None:
@@ -107,9 +134,12 @@ def summarize_execution(
     bundles: tuple[dict[str, Any], ...],
     tracebacks: list[list[str]],
     error: BaseException | None,
+    *,
+    changes: str = "",
 ) -> str:
-    """What the model reads about a run: output streams, displays and a short traceback."""
-    parts = []
+    """What the model reads about a run: what changed in the kernel's variables, output
+    streams, displays and a short traceback."""
+    parts = [f"kernel: {changes}"] if changes else []
     if stdout:
         parts.append("stdout:\n" + _tail(stdout, MAX_STREAM_CHARS))
     if stderr:
