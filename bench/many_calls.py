@@ -20,9 +20,8 @@ from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from _kernel import fresh_kernel  # noqa: E402
-
-from nbagent.testing import ScriptedServer, call, say, use_tools  # noqa: E402
+from _kernel import fresh_kernel
+from nbagent.testing import ScriptedServer, call, say, use_tools
 
 TOOL = '''
 def echo(n: int) -> int:
@@ -41,6 +40,8 @@ def main() -> None:
         kernel.run(TOOL)
         kernel.run("%config NBAgent.titles = False")
         kernel.run(f"%config NBAgent.max_calls_per_response = {args.calls}")
+        with ScriptedServer([say("warm")]) as server:  # litellm's first request is slow
+            kernel.run(f"%%agent -s warm --api-base {server.url}\nhi", allow_stdin=False)
         results: dict[str, dict[str, float]] = {}
         for label, live in (("headless", False), ("live view", True)):
             comm_bytes = 0

@@ -189,7 +189,9 @@ def test_a_card_says_where_its_tool_comes_from_and_what_it_is() -> None:
 
 def test_a_run_the_user_stopped_is_news_not_an_error() -> None:
     t = Transcript()
-    t.add(RunFinished(run_id="r", status="cancelled", error="Stopped by the user.", turns=1, text=""))
+    t.add(
+        RunFinished(run_id="r", status="cancelled", error="Stopped by the user.", turns=1, text="")
+    )
     html = t.to_html()
     notice = re.search(r'<div class="nbagent-notice" style="([^"]*)">Stopped by the user', html)
     assert notice and "#cf222e" not in notice.group(1)

@@ -212,14 +212,14 @@ class AgentView(anywidget.AnyWidget):
         block = self.transcript.blocks[i]
         return block.to_json(fresh=fresh) if isinstance(block, TextBlock) else block.to_json()
 
-    def _send_patch(self) -> None:
+    def _send_patch(self, *, fresh: bool = False) -> None:
         """Update the changed blocks in the synced state (in place: a page that connects
         later gets them with the state) and send them to the page as one patch."""
         if not self._dirty and not self._status_dirty:
             return
         changed = sorted(self._dirty)
         self._dirty.clear()
-        rendered = [(i, self._block_json(i, fresh=False)) for i in changed]
+        rendered = [(i, self._block_json(i, fresh=fresh)) for i in changed]
         blocks = self.blocks
         for i, block in rendered:
             if i < len(blocks):
@@ -246,8 +246,26 @@ class AgentView(anywidget.AnyWidget):
                     self.text_sync_interval, self._sync_text
                 )
 
+    def _sync_final(self) -> None:
+        """The run ended: every text block rendered now and every changed card, as one
+        last patch (the synced state has the rest already)."""
+        for timer in (self._timer, self._sync_timer):
+            if timer is not None:
+                timer.cancel()
+        self._timer = self._sync_timer = None
+        if self._pending:
+            self._seq += 1  # the patch of its block holds the pending text
+            self._pending.clear()
+        self._text_dirty = False
+        self._mark(None)
+        self._dirty.update(
+            i for i, block in enumerate(self.transcript.blocks) if isinstance(block, TextBlock)
+        )
+        self._status_dirty = True
+        self._send_patch(fresh=True)
+
     def _sync_all(self) -> None:
-        """Sync the whole state, every block rendered now (at the start and the end)."""
+        """Sync the whole state, every block rendered now (when the view opens)."""
         for timer in (self._timer, self._sync_timer):
             if timer is not None:
                 timer.cancel()
@@ -287,7 +305,7 @@ class AgentView(anywidget.AnyWidget):
 
     def finish(self) -> None:
         """Send the final state (the run ended)."""
-        self._sync_all()
+        self._sync_final()
 
     # -- page → kernel --------------------------------------------------------------------
 
@@ -324,7 +342,7 @@ class AgentView(anywidget.AnyWidget):
         a page reloaded mid-run (or another frontend that attaches later) still gets the
         finished transcript from the kernel. The display it was shown in gets the static
         transcript too, but only pages that knew the display hear of that."""
-        self._sync_all()
+        self._sync_final()
         for timer in (self._timer, self._sync_timer):
             if timer is not None:
                 timer.cancel()

@@ -260,3 +260,48 @@ def test_the_saved_transcript_in_nbconvert_html_is_monospace_and_readable(
     assert fonts and all("monospace" in font for font in fonts), fonts
     shoot(transcript, f"nbconvert-{theme}")
     page.close()
+
+
+def test_a_thousand_calls_in_one_response_reach_the_page_as_patches(
+    lab: tuple[str, Path], browser: Any
+) -> None:
+    """Each card's change goes to the page alone: 1,000 calls in one response cost a few MB
+    over the kernel's websocket (re-sending every card at each change cost about 1 GB).
+    The time is printed for the record; ``bench/many_calls.py`` compares it to headless."""
+    import time
+
+    from playwright.sync_api import expect
+
+    url, home = lab
+    calls = [call("echo", {"n": i}) for i in range(1000)]
+    with ScriptedServer([use_tools(*calls), say("all echoed")]) as server:
+        write_notebook(
+            home,
+            "many.ipynb",
+            "%load_ext nbagent\n%config NBAgent.max_calls_per_response = 1000",
+            "def echo(n: int) -> int:\n    'Return n.'\n    return n",
+            f"%%agent --api-base {server.url} --tools echo --approve all\nEcho 0 to 999.",
+        )
+        received = [0]
+
+        def on_socket(ws: Any) -> None:
+            ws.on(
+                "framereceived", lambda payload: received.__setitem__(0, received[0] + len(payload))
+            )
+
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        page.on("websocket", on_socket)
+        page.goto(url.format(name="many.ipynb"))
+        page.get_by_text(re.compile(r"Python 3 \(ipykernel\) \| Idle")).wait_for(timeout=60_000)
+        before = received[0]
+        start = time.perf_counter()
+        page.get_by_role("menuitem", name="Run", exact=True).click()
+        page.get_by_role("menuitem", name=re.compile("^Run All Cells")).click()
+        output = page.locator(".jp-OutputArea-output .nbagent-transcript")
+        expect(output).to_contain_text("all echoed", timeout=300_000)
+        seconds = time.perf_counter() - start
+        megabytes = (received[0] - before) / 1e6
+        print(f"1,000 calls in JupyterLab: {seconds:.1f} s, {megabytes:.1f} MB received")
+        expect(output.locator(".nbagent-tool[data-status='ok']")).to_have_count(1000)
+        assert megabytes < 40, megabytes
+        page.close()

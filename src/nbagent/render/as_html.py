@@ -30,15 +30,12 @@ from .parts import (
 )
 from .safe_markdown import escape_html as _e
 
-MONO = (
-    "font-family:SFMono-Regular,Menlo,Consolas,'DejaVu Sans Mono','Liberation Mono',"
-    "monospace;font-size:12px;line-height:1.45"
-)
+MONO = "font-family:Menlo,Consolas,'DejaVu Sans Mono',monospace;font-size:12px"
 """Code, results and outputs: monospace everywhere (nbconvert's default is not)."""
 TINT = "rgba(128,128,128,0.12)"
 """The background of code and results: grey over any page colour."""
 BORDER = "rgba(128,128,128,0.35)"
-PRE = f"{MONO};background:{TINT};padding:6px 8px;margin:4px 0;border-radius:4px;border:0;white-space:pre-wrap;overflow-wrap:anywhere;text-align:left"  # noqa: E501
+PRE = f"{MONO};line-height:1.45;background:{TINT};padding:6px 8px;margin:4px 0;border-radius:4px;border:0;white-space:pre-wrap;overflow-wrap:anywhere;text-align:left"  # noqa: E501
 MUTED = "opacity:0.78"
 """Secondary text: the page's text colour, a little lighter (contrast stays above 4.5)."""
 
