@@ -18,7 +18,9 @@
  *   display: DisplayItem[], display_note: string | null, sections: string[]}} ToolBlock
  * @typedef {{kind: "image", mime: string, ref: string, alt?: string}
  *   | {kind: "text", text: string}} DisplayItem
- * @typedef {TextBlock | ToolBlock} Block
+ * @typedef {{kind: "budget", id: string, label: string, decision: string | null,
+ *   awaits_decision: boolean, buttons: Array<[string, string]>}} BudgetBlock
+ * @typedef {TextBlock | ToolBlock | BudgetBlock} Block
  * @typedef {{notices: string[], label: string, details: string, elapsed_s: number,
  *   finished: boolean}} Status
  * @typedef {{type: "delta", seq: number, block: number, text: string}
@@ -243,18 +245,33 @@ function render({ model, el }) {
   }
 
   /**
-   * Approve / Reject / Always allow, for a card that waits for a decision, and the trust
-   * button when the kernel offers one (it names it).
-   * @param {ToolBlock} card
+   * A run paused at its budget: what was reached, then the kernel's buttons (continue /
+   * stop) or how it was decided. Same card and buttons as a tool call's.
+   * @param {BudgetBlock} card
    * @returns {HTMLElement}
    */
-  function buttonsNode(card) {
+  function budgetNode(card) {
+    const node = h("div", "nb-card nb-budget");
+    node.dataset.status = card.awaits_decision ? "pending" : "ok";
+    node.append(h("div", "nb-card-head", [card.label, card.decision].filter(Boolean).join(" · ")));
+    if (card.awaits_decision) node.append(buttonsNode(card, card.buttons));
+    return node;
+  }
+
+  /**
+   * Approve / Reject / Always allow, for a card that waits for a decision, and the trust
+   * button when the kernel offers one (it names it); or the buttons the kernel names.
+   * @param {{id: string, trust_label?: string | null}} card
+   * @param {Array<[string, string]>} [named]
+   * @returns {HTMLElement}
+   */
+  function buttonsNode(card, named) {
     const buttons = h("div", "nb-buttons");
     /** @param {boolean} disabled */
     const disable = (disabled) => {
       for (const b of buttons.querySelectorAll("button")) /** @type {HTMLButtonElement} */ (b).disabled = disabled;
     };
-    const actions = card.trust_label ? [...BUTTONS, [card.trust_label, "trust"]] : BUTTONS;
+    const actions = named ?? (card.trust_label ? [...BUTTONS, [card.trust_label, "trust"]] : BUTTONS);
     for (const [name, action] of actions) {
       const button = /** @type {HTMLButtonElement} */ (h("button", `nb-${action}`, name));
       button.disabled = deciding.has(card.id);
@@ -338,7 +355,7 @@ function render({ model, el }) {
         body.append(node);
       } else {
         textNodes[i] = null;
-        body.append(cardNode(block));
+        body.append(block.kind === "budget" ? budgetNode(block) : cardNode(block));
       }
     });
     blockCount = blocks.length;

@@ -11,9 +11,11 @@ import asyncio
 import json
 import math
 import random
+import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
+from ._approvals import Decision
 from ._budget import Budget
 from ._redact import redact
 from ._tool_calls import RunState, ToolCallRecord, ToolRunner
@@ -27,6 +29,8 @@ from .errors import (
     StreamBrokenError,
 )
 from .events import (
+    BudgetDecided,
+    BudgetReached,
     Event,
     ModelResponded,
     ReasoningDelta,
@@ -49,8 +53,8 @@ from .model import (
 from .tools import Tool, tool_spec
 
 
-class BudgetReached(Exception):
-    """The budget ran out while a response streamed: the run stops (not fails)."""
+class OverBudget(Exception):
+    """The run is over its budget and goes no further: it stops (not fails)."""
 
 
 CHARS_PER_TOKEN = 4
@@ -78,8 +82,9 @@ class _Meter:
     def completion_tokens(self) -> int:
         return -(-self.chars // CHARS_PER_TOKEN)
 
-    def check(self) -> None:
-        """Raise when the response is over the size cap or the run over its budget."""
+    def check(self) -> str | None:
+        """Raise when the response is over the size cap; say why when the run is over its
+        budget (None: it is not)."""
         host = self._host
         limit = host.max_response_chars
         if self.chars > limit:
@@ -89,8 +94,8 @@ class _Meter:
             )
         self.next_check = min(self.chars + _CHECK_EVERY, limit + 1)
         budget = self._run.budget or host.budget
-        if budget.max_tokens is None and budget.max_cost_usd is None:
-            return
+        if not budget.limited:
+            return None
         cost = self._estimated_cost() if budget.max_cost_usd is not None else None
         estimate = Usage(
             run_id=self._run.ctx.run_id,
@@ -102,8 +107,7 @@ class _Meter:
             cost_known=cost is not None,
             estimated=True,
         )
-        if (over := budget.exceeded(self._run.usage.add(estimate))) is not None:
-            raise BudgetReached(over)
+        return budget.exceeded(self._run.usage.add(estimate))
 
     def _estimated_cost(self) -> float | None:
         if self._price is None:
@@ -186,6 +190,8 @@ class LoopHost(Protocol):
 
     def take_steers(self) -> list[str]: ...
 
+    async def ask_budget(self, request: BudgetReached) -> Decision: ...
+
 
 @dataclass(frozen=True)
 class RunOutcome:
@@ -211,8 +217,11 @@ async def run_loop(host: LoopHost, run: RunState, resumed: bool) -> RunOutcome:
             run.ctx.turn = turn_number
             response = await _model_turn(host, run)
             if (over := (run.budget or host.budget).exceeded(run.usage)) is not None:
-                host.tool_runner.skip(run, response.tool_calls, over)
-                return RunOutcome("budget_exceeded", over)
+                try:
+                    await _at_budget(host, run, over)
+                except OverBudget as exc:
+                    host.tool_runner.skip(run, response.tool_calls, str(exc))
+                    return RunOutcome("budget_exceeded", str(exc))
             if not response.tool_calls:
                 return RunOutcome("completed")
             await host.tool_runner.run(run, response.tool_calls)
@@ -223,7 +232,7 @@ async def run_loop(host: LoopHost, run: RunState, resumed: bool) -> RunOutcome:
             f"The run stopped after {host.max_turns} model requests (max_turns). "
             "Send another message to let the agent continue, or raise max_turns.",
         )
-    except BudgetReached as exc:
+    except OverBudget as exc:
         return RunOutcome("budget_exceeded", str(exc))
     except asyncio.CancelledError:
         return RunOutcome("cancelled", "Stopped by the user.")
@@ -303,8 +312,8 @@ async def _stream(
                     add_text(chunk)
                     emit(TextDelta(run_id=run_id, text=chunk))
                     meter.chars += len(chunk)
-                    if meter.chars >= meter.next_check:
-                        meter.check()
+                    if meter.chars >= meter.next_check and (over := meter.check()):
+                        await _at_budget(host, run, over)
                     continue
                 if isinstance(chunk, ReasoningChunk):
                     emit(ReasoningDelta(run_id=run_id, text=chunk.text))
@@ -312,15 +321,15 @@ async def _stream(
                 elif isinstance(chunk, ToolCallFragment):
                     meter.chars += len(str(chunk.arguments or "")) + 1
                 acc.add(chunk)
-                if meter.chars >= meter.next_check:
-                    meter.check()
+                if meter.chars >= meter.next_check and (over := meter.check()):
+                    await _at_budget(host, run, over)
             if acc.finish_reason is None:
                 raise ProviderTransientError(
                     "the provider ended the stream without a finish reason "
                     "(the connection was probably cut)"
                 )
             return acc, meter
-        except (BudgetReached, ResponseTooLargeError):
+        except (OverBudget, ResponseTooLargeError):
             _keep_partial(host, run, acc, meter)
             raise
         except ModelError as exc:
@@ -343,6 +352,39 @@ async def _stream(
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
                 await aclose()
+
+
+async def _at_budget(host: LoopHost, run: RunState, over: str) -> None:
+    """The run reached its budget: a run that can ask a person waits for "continue" (the
+    budget grows by its first size, and the run goes on) or "stop"; any other stops here.
+    Raises :class:`OverBudget` when the run stops."""
+    budget = run.budget or host.budget
+    if not run.ask_budget:
+        raise OverBudget(over)
+    step = run.budget_step or budget
+    request = BudgetReached(
+        run_id=run.ctx.run_id,
+        decision_id=f"budget-{uuid.uuid4().hex[:12]}",
+        reason=over,
+        max_cost_usd=budget.max_cost_usd,
+        max_tokens=budget.max_tokens,
+        step_cost_usd=step.max_cost_usd,
+        step_tokens=step.max_tokens,
+    )
+    decision = await host.ask_budget(request)
+    now = budget.raised(step) if decision.approved else budget
+    host.emit(
+        BudgetDecided(
+            run_id=run.ctx.run_id,
+            decision_id=request.decision_id,
+            go_on=decision.approved,
+            max_cost_usd=now.max_cost_usd,
+            max_tokens=now.max_tokens,
+        )
+    )
+    if not decision.approved:
+        raise OverBudget(f"Stopped at the budget ({budget.label()}) by you. {over.split(';')[0]}.")
+    run.budget, run.budget_step = now, step
 
 
 def _keep_partial(host: LoopHost, run: RunState, acc: ResponseAccumulator, meter: _Meter) -> None:

@@ -25,6 +25,8 @@ from ._images import MAX_MODEL_IMAGE_CHARS, MAX_MODEL_IMAGES, display_images, im
 from .events import (
     ApprovalDecided,
     ApprovalRequested,
+    BudgetDecided,
+    BudgetReached,
     ErrorOccurred,
     Event,
     ModelResponded,
@@ -262,6 +264,8 @@ class Conversation:
     models that can see (:meth:`request_messages`), never part of ``messages``."""
     provenance: Provenance | None = None
     """Where the latest complete response came from (its calls' trust on resume)."""
+    budget_pause: BudgetReached | None = None
+    """The current run waits for a person at its budget (continue or stop), if it does."""
 
     def apply(self, event: Event) -> None:
         """Fold one event into the state."""
@@ -286,6 +290,10 @@ class Conversation:
                 self.pending[event.tool_call_id] = event
             case ApprovalDecided():
                 self.pending.pop(event.tool_call_id, None)
+            case BudgetReached():
+                self.budget_pause = event
+            case BudgetDecided():
+                self.budget_pause = None
             case ToolStarted():
                 self.running[event.tool_call_id] = event.name
             case ToolFinished():
@@ -305,6 +313,7 @@ class Conversation:
                 self.partial.clear()
                 self.running.clear()
                 self.pending.clear()
+                self.budget_pause = None
             case ReasoningDelta() | ToolCallProposed() | Retrying() | ErrorOccurred():
                 pass
             case StateChanged():

@@ -15,7 +15,6 @@ ending (its ``RunFinished``, its result, the actor's next turn) sits in a ``fina
 from __future__ import annotations
 
 import asyncio
-import enum
 import uuid
 import warnings
 from collections import deque
@@ -26,6 +25,7 @@ from ._approvals import ApprovalGate, Decision
 from ._budget import Budget
 from ._fanout import EventHub, Subscription
 from ._inbox import Cancel, Close, Command, Decide, RunDone, RunHandle, Steer, Turn
+from ._lifecycle import TRANSITIONS, SessionState
 from ._loop import RetryPolicy, RunOutcome, RunResult, run_loop
 from ._tool_calls import RunState, ToolCallRecord, ToolRunner
 from .approval import AllowRule, ApprovalMode, ApprovalPolicy
@@ -34,6 +34,7 @@ from .errors import IllegalTransitionError, SessionClosedError
 from .events import (
     ApprovalRequested,
     ApprovalScope,
+    BudgetReached,
     ErrorOccurred,
     Event,
     RunFinished,
@@ -61,34 +62,6 @@ __all__ = [
 DEFAULT_MODEL = "openai/gpt-4o-mini"
 DEFAULT_MAX_RESPONSE_CHARS = 1_000_000
 """The size cap of one model response, in characters (a runaway stream ends there)."""
-
-
-class SessionState(enum.Enum):
-    """Where a session is in its lifecycle."""
-
-    IDLE = "idle"
-    RUNNING = "running"
-    AWAITING_APPROVAL = "awaiting_approval"
-    CANCELLING = "cancelling"
-    CLOSED = "closed"
-
-
-_TRANSITIONS: dict[SessionState, frozenset[SessionState]] = {
-    SessionState.IDLE: frozenset({SessionState.RUNNING, SessionState.CLOSED}),
-    SessionState.RUNNING: frozenset(
-        {
-            SessionState.AWAITING_APPROVAL,
-            SessionState.CANCELLING,
-            SessionState.IDLE,
-            SessionState.CLOSED,
-        }
-    ),
-    SessionState.AWAITING_APPROVAL: frozenset(
-        {SessionState.RUNNING, SessionState.CANCELLING, SessionState.IDLE, SessionState.CLOSED}
-    ),
-    SessionState.CANCELLING: frozenset({SessionState.IDLE, SessionState.CLOSED}),
-    SessionState.CLOSED: frozenset(),
-}
 
 
 class EventSink(Protocol):
@@ -260,15 +233,18 @@ class Session:
         tag: str | None = None,
         budget: Budget | None = None,
         model_params: dict[str, Any] | None = None,
+        ask_budget: bool = False,
     ) -> RunHandle:
         """Queue a user turn; it runs when the turns before it have finished.
 
         ``tag`` is an opaque label carried by ``RunStarted`` (the notebook passes the id
         of the cell the turn came from). ``budget`` replaces the session's budget for this
         turn; ``model_params`` are merged over the session's for its requests (a cell's
-        own options, which must not leak into the turns queued around it).
+        own options, which must not leak into the turns queued around it). With
+        ``ask_budget`` the turn pauses at its budget (``BudgetReached``) until
+        :meth:`decide_budget`; without, it stops there.
         """
-        return self._submit(prompt, tag, budget, model_params)
+        return self._submit(prompt, tag, budget, model_params, ask_budget)
 
     def resume(self, *, tag: str | None = None) -> RunHandle | None:
         """Continue an interrupted conversation, or return None if nothing is unfinished.
@@ -287,11 +263,12 @@ class Session:
         tag: str | None,
         budget: Budget | None = None,
         model_params: dict[str, Any] | None = None,
+        ask_budget: bool = False,
     ) -> RunHandle:
         self._check_open("start a turn")
         loop = self._ensure_actor()
         params = dict(model_params or {})
-        turn = Turn(uuid.uuid4().hex, prompt, loop.create_future(), tag, budget, params)
+        turn = Turn(uuid.uuid4().hex, prompt, loop.create_future(), tag, budget, params, ask_budget)
         self._outstanding += 1
         self._send(turn)
         return RunHandle(turn.run_id, prompt, turn.future, self.cancel)
@@ -356,6 +333,14 @@ class Session:
         if scope == "rule":
             raise ValueError("rules can only allow; deny with scope 'call' or 'tool'")
         self._decide(Decision(tool_call_id, False, scope, None, reason, decided_by))
+
+    def decide_budget(self, decision_id: str, *, go_on: bool) -> None:
+        """Answer a run paused at its budget (``BudgetReached.decision_id``): ``go_on``
+        raises the budget by its first size and the run continues; else it stops."""
+        self._decide(Decision(decision_id, go_on))
+
+    async def ask_budget(self, request: BudgetReached) -> Decision:
+        return await self._gate.ask_budget(request)
 
     def _decide(self, decision: Decision) -> None:
         self._check_open("decide on a tool call")
@@ -443,7 +428,7 @@ class Session:
         previous = self._state
         if state is previous:
             return
-        if state not in _TRANSITIONS[previous]:
+        if state not in TRANSITIONS[previous]:
             raise IllegalTransitionError(
                 f"a session cannot go from {previous.value} to {state.value}"
             )
@@ -531,6 +516,7 @@ class Session:
             RunContext(session=self, run_id=turn.run_id, prompt=turn.prompt or ""),
             budget=turn.budget,
             model_params=turn.model_params,
+            ask_budget=turn.ask_budget,
         )
         outcome = RunOutcome("failed", "The run ended before it started.")
         try:

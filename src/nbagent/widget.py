@@ -27,9 +27,11 @@ import traitlets
 from .events import Event, TextDelta
 from .render import TextBlock, Transcript
 
-Action = Literal["approve", "reject", "always", "trust"]
+Action = Literal["approve", "reject", "always", "trust", "continue", "stop"]
 """What a card button asks for: approve this call, reject it, always allow the tool, or
-trust the notebook the call was replayed from (and decide it as its recording did)."""
+trust the notebook the call was replayed from (and decide it as its recording did); on a
+run paused at its budget, continue with another budget of the same size, or stop."""
+ACTIONS: tuple[Action, ...] = ("approve", "reject", "always", "trust", "continue", "stop")
 
 _HERE = Path(__file__).resolve().parent
 
@@ -212,7 +214,7 @@ class AgentView(anywidget.AnyWidget):
         try:
             if kind == "decide":
                 action = content.get("action")
-                if action not in ("approve", "reject", "always", "trust"):
+                if action not in ACTIONS:
                     raise ValueError(f"unknown action {action!r}")
                 if self.on_decide is None:
                     raise RuntimeError("this view no longer takes decisions")

@@ -186,7 +186,9 @@ class CellRun:
     # -- callbacks from the view ----------------------------------------------------------
 
     def decide(self, tool_call_id: str, action: Action) -> None:
-        if action == "approve":
+        if action in ("continue", "stop"):  # a run paused at its budget
+            self.session.decide_budget(tool_call_id, go_on=action == "continue")
+        elif action == "approve":
             self.session.approve(tool_call_id)
         elif action == "always":
             self.session.approve(tool_call_id, scope="tool")
@@ -280,8 +282,9 @@ class CellRun:
                 run = resumed
             else:
                 run = self.session.submit(
-                    self.prompt, tag=self.tag, budget=self.budget, model_params=self.model_params
-                )
+                    self.prompt, tag=self.tag, budget=self.budget,
+                    model_params=self.model_params, ask_budget=self.mode != "headless",
+                )  # fmt: skip
         except BaseException:
             events.close()
             self._close_view()

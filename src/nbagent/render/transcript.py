@@ -16,6 +16,8 @@ from typing import Any
 from ..events import (
     ApprovalDecided,
     ApprovalRequested,
+    BudgetDecided,
+    BudgetReached,
     ErrorOccurred,
     Event,
     ModelResponded,
@@ -33,6 +35,7 @@ from ..events import (
 from .as_html import transcript_html
 from .as_markdown import transcript_markdown
 from .as_plain import transcript_plain
+from .budget import BudgetCard
 from .card import ToolCard
 from .displays import display_items
 from .parts import TextPart, TranscriptParts
@@ -98,7 +101,7 @@ class TextBlock:
         return {"kind": "text", "text": self.text, "html": html, "tail": tail}
 
 
-Block = TextBlock | ToolCard
+Block = TextBlock | ToolCard | BudgetCard
 
 
 def format_cost(cost: float, known: bool, *, estimated: bool = False) -> str:
@@ -210,6 +213,14 @@ class Transcript:
             card.decision = f"{verb} by {who}{always}" + (
                 f": {event.reason}" if event.reason else ""
             )
+            return "blocks"
+        if isinstance(event, BudgetReached):
+            self.blocks.append(BudgetCard.of(event))
+            return "blocks"
+        if isinstance(event, BudgetDecided):
+            for block in self.blocks:
+                if isinstance(block, BudgetCard) and block.id == event.decision_id:
+                    block.decide(event, self.decider)
             return "blocks"
         if isinstance(event, ToolStarted):
             self._card(event.tool_call_id).status = "running"
@@ -367,8 +378,13 @@ class Transcript:
             blocks=tuple(
                 block.part() if isinstance(block, TextBlock) else block.parts()
                 for block in self.blocks
+                if not isinstance(block, BudgetCard)
             ),
-            notices=tuple(self.all_notices()),
+            # the static formats say how each pause at the budget was decided, in a line
+            notices=tuple(
+                [f"{b.parts().summary}." for b in self.blocks if isinstance(b, BudgetCard)]
+                + self.all_notices()
+            ),
             status_line=self.status_line(),
         )
 
