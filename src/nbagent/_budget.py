@@ -7,6 +7,9 @@ from typing import TypeVar
 
 from .conversation import UsageTotals
 
+CHARS_PER_TOKEN = 4
+"""The estimate of streamed text per token, where the provider has not counted yet."""
+
 
 @dataclass(frozen=True)
 class Budget:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 from ._approvals import Decision
-from ._budget import Budget
+from ._budget import CHARS_PER_TOKEN, Budget
 from ._redact import redact
 from ._tool_calls import RunState, ToolCallRecord, ToolRunner
 from .approval import UNTRUSTED_REPLAY
@@ -57,8 +57,6 @@ class OverBudget(Exception):
     """The run is over its budget and goes no further: it stops (not fails)."""
 
 
-CHARS_PER_TOKEN = 4
-"""The estimate of streamed text per token, where the provider has not counted yet."""
 _CHECK_EVERY = 200
 """Characters between two estimates while streaming (about 50 tokens)."""
 

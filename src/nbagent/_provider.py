@@ -8,12 +8,15 @@ onto the error tree (only 429, 5xx and connection failures are retried).
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 import math
 import os
 import re
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ._redact import is_secret_name, redact
@@ -50,13 +53,45 @@ _VARIABLE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _TIMEOUT_NAMES = frozenset({"Timeout", "APITimeoutError", "ReadTimeout", "ConnectTimeout"})
 
 
+_LOADED = threading.Event()
+"""Set once litellm is imported (whole: a background import puts the module in
+``sys.modules`` long before it is ready, and a second import waits for it)."""
+
+LOADING_LISTENERS: set[Callable[[bool], None]] = set()
+"""Told True when a model request starts waiting for the import of litellm, False when it
+ends (a cell's status line says "loading the model library…" meanwhile)."""
+
+LOADING_NOTE = "loading the model library…"
+
+
 def import_litellm() -> Any:
     """Import litellm offline and quietly (its price map from the package, no network)."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import litellm
 
     litellm.suppress_debug_info = True
+    _LOADED.set()
     return litellm
+
+
+def litellm_ready() -> bool:
+    """Whether litellm is imported and ready (using it now does not wait for an import)."""
+    return _LOADED.is_set()
+
+
+async def load_litellm() -> Any:
+    """litellm, imported off the loop (the page stays live meanwhile). While the request
+    waits for it, :data:`LOADING_LISTENERS` hear of it: the first time in a process, or
+    while the background import ``%load_ext`` started is not done yet."""
+    if _LOADED.is_set():
+        return import_litellm()
+    for listener in list(LOADING_LISTENERS):
+        listener(True)
+    try:
+        return await asyncio.to_thread(import_litellm)
+    finally:
+        for listener in list(LOADING_LISTENERS):
+            listener(False)
 
 
 def missing_key_names(model: str) -> list[str]:

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from ._provider import (
     import_litellm,
+    load_litellm,
     missing_key_error,
     missing_key_names,
     provider_error,
@@ -318,7 +319,7 @@ class LiteLLMModel:
         raise missing_key_error(missing)
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
-        litellm = import_litellm()
+        litellm = await load_litellm()
         key, source = self.credentials()
         kwargs: dict[str, Any] = {
             **self.params,

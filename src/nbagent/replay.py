@@ -15,10 +15,8 @@ with an error that names the closest recording and the first message that differ
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-import sys
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -27,7 +25,6 @@ from .errors import ReplayError
 from .events import Provenance, RecordedDecision
 from .model import (
     FinishChunk,
-    LiteLLMModel,
     Model,
     ModelChunk,
     ModelRequest,
@@ -35,7 +32,6 @@ from .model import (
     ResponseAccumulator,
     ToolCallFragment,
     UsageChunk,
-    import_litellm,
 )
 
 SCHEMA = 1
@@ -454,10 +450,6 @@ class ReplayModel:
                     + self.book.explain(key, self.name, canonical_messages(request.messages))
                     + ". Run the cell with --replay auto to go live and record it."
                 )
-        if "litellm" not in sys.modules and isinstance(self.inner, LiteLLMModel):
-            # Going live: the first import takes ~2 s, off the loop so the page stays live
-            # (a notebook whose requests all replay never imports litellm).
-            await asyncio.to_thread(import_litellm)
         acc = ResponseAccumulator()
         stream = self.inner.stream(request)
         try:

@@ -287,3 +287,47 @@ def test_a_run_at_its_budget_waits_for_continue_or_stop(
     front.pump(0.5)
     acks = [c for c in front.custom[view] if c.get("request") == request]
     assert not acks or acks[0]["ok"] is False
+
+
+HOLD_THE_IMPORT = """
+import threading
+from nbagent import _provider
+release = threading.Event()
+_real_import = _provider.import_litellm
+def _held():
+    release.wait(30)
+    return _real_import()
+_provider._LOADED = threading.Event()
+_provider.import_litellm = _held
+"""
+
+
+def test_the_status_line_says_the_model_library_loads_then_estimates_while_streaming(
+    front: Frontend, server: ScriptedServer
+) -> None:
+    """A first request that waits for litellm's import says so (not a silent wait); then
+    the answer streams with "~" tokens and cost, exact once the server reports usage (it
+    does at the end of the stream)."""
+    front.run(HOLD_THE_IMPORT)
+    front.run("%config NBAgent.text_sync_interval = 0.1")
+    server.add(stall(3.0, after=6, text="one two three four five six seven eight"))
+    msg_id = front.execute(agent_cell(server, "Count.", "-s status --mode background"))
+    view = front.wait_for("the live view", lambda: front.views(msg_id))[0]
+
+    def label() -> str:
+        return str(front.state[view].get("status", {}).get("label"))
+
+    front.wait_for("the loading note", lambda: label() == "loading the model library…")
+    assert not server.requests
+    front.run("release.set()")
+    streaming = front.wait_for(
+        "an estimate while the answer streams",
+        lambda: (s := front.state[view].get("status", {})).get("details", "").startswith("~") and s,
+    )
+    tokens, cost = streaming["details"].split(" · ")[:2]
+    assert streaming["label"] == "running" and tokens.startswith("~") and cost.startswith("~")
+    final = front.wait_for(
+        "the end of the run", lambda: (s := front.state[view]["status"]).get("finished") and s
+    )
+    assert "~" not in final["details"], final["details"]
+    front.run("%config NBAgent.text_sync_interval = 1.0")
