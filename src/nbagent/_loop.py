@@ -17,6 +17,7 @@ from typing import Any, Protocol, cast
 
 from ._approvals import Decision
 from ._budget import CHARS_PER_TOKEN, Budget
+from ._images import ImageMode, ToolImages
 from ._redact import redact
 from ._tool_calls import RunState, ToolCallRecord, ToolRunner
 from .approval import UNTRUSTED_REPLAY
@@ -176,7 +177,7 @@ class LoopHost(Protocol):
     max_turns: int
     model_params: dict[str, Any]
     max_response_chars: int
-    send_images: bool
+    images: ImageMode
     budget: Budget
     retry: RetryPolicy
     hooks: list[Hooks]
@@ -262,11 +263,14 @@ async def _model_turn(host: LoopHost, run: RunState) -> ModelResponded:
     for text in host.take_steers():
         host.emit(SteerAdded(run_id=run_id, text=text))
     system = [{"role": "system", "content": host.system}] if host.system else []
-    history = host.conversation.request_messages(images=host.send_images)
+    conversation = host.conversation
+    history = conversation.request_messages()
+    images = conversation.latest_images()
     request = ModelRequest(
         messages=system + cast(list[dict[str, Any]], history),
         tools=[tool_spec(t) for t in host.tools.values()],
         params={**host.model_params, **run.model_params},
+        images=ToolImages(images, host.images) if images else None,
     )
     request = await edit_request(host.hooks, run.ctx, request)
     acc, meter = await _stream(host, run, request)

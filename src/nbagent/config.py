@@ -18,6 +18,7 @@ from typing import Any, Literal, cast
 from traitlets import Bool, Enum, Float, Int, List, Unicode
 from traitlets.config import Configurable
 
+from ._images import IMAGE_MODES, ImageMode
 from .approval import APPROVAL_MODES, ApprovalMode
 from .errors import SettingError
 from .replay import REPLAY_MODES, ReplayMode
@@ -129,10 +130,11 @@ class NBAgent(Configurable):
     max_tokens = Int(
         None, allow_none=True, help="Budget of one run in tokens, enforced while it streams."
     ).tag(config=True)
-    send_images = Bool(
-        False,
-        help="Show the model the images tool calls display (plots, PNG/JPEG outputs), for "
-        "models that can see; a model that cannot refuses such a request.",
+    images = Enum(
+        list(IMAGE_MODES),
+        "auto",
+        help="Show the model the images tool calls display (plots, PNG/JPEG outputs): auto "
+        "(when litellm says the model can see), on, off; images not shown are noted in text.",
     ).tag(config=True)
     titles = Bool(
         True,
@@ -165,7 +167,7 @@ class Settings:
     timeout: float | None = None
     max_cost: float | None = None
     max_tokens: int | None = None
-    send_images: bool = False
+    images: ImageMode = "auto"
 
 
 def _pick(config: NBAgent | None, name: str) -> Any:
@@ -208,7 +210,7 @@ def resolve(config: NBAgent | None = None) -> Settings:
         timeout=_positive(defaults.timeout, "timeout"),
         max_cost=_positive(defaults.max_cost, "max_cost"),
         max_tokens=_positive(defaults.max_tokens, "max_tokens"),
-        send_images=bool(defaults.send_images),
+        images=defaults.images,
     )
 
 

@@ -20,6 +20,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from . import config
+from ._images import IMAGE_MODES
 from .approval import APPROVAL_MODES
 from .replay import REPLAY_MODES
 
@@ -83,7 +84,13 @@ class AgentMagics(Magics):  # type: ignore[misc]
     @argument("--max-tokens", type=int, help="budget of this run in tokens")
     @argument("-p", "--param", action="append", help="model parameter KEY=VALUE (repeatable)")
     @argument("--effort", choices=["low", "medium", "high"], help="reasoning effort")
-    @argument("--images", action="store_true", help="show the model the images tools display")
+    @argument(
+        "--images",
+        nargs="?",
+        const="on",
+        choices=IMAGE_MODES,
+        help="show the model the images tools display: auto (if it can see), on, off",
+    )
     @argument("-s", "--session", help="session name")
     @argument("--tools", help="comma-separated tool names")
     @argument("--approve", choices=APPROVAL_MODES, help="approval mode")

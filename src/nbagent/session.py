@@ -24,6 +24,7 @@ from typing import Any, Literal, Protocol, cast
 from ._approvals import ApprovalGate, Decision
 from ._budget import Budget
 from ._fanout import EventHub, Subscription
+from ._images import ImageMode
 from ._inbox import Cancel, Close, Command, Decide, RunDone, RunHandle, Steer, Turn
 from ._lifecycle import TRANSITIONS, SessionState
 from ._loop import RetryPolicy, RunOutcome, RunResult, run_loop
@@ -106,7 +107,7 @@ class Session:
         timeout: float | None = None,
         model_params: dict[str, Any] | None = None,
         max_response_chars: int = DEFAULT_MAX_RESPONSE_CHARS,
-        send_images: bool = False,
+        images: ImageMode = "auto",
         max_parallel_tools: int = 4,
         max_result_chars: int = DEFAULT_MAX_RESULT_CHARS,
         session_id: str | None = None,
@@ -138,8 +139,10 @@ class Session:
         """Sent with every model request (temperature, top_p, max_tokens, seed,
         reasoning_effort, …) and part of the replay fingerprint."""
         self.max_response_chars = max_response_chars
-        self.send_images = send_images
-        """Show the model the images tool calls displayed (for models that can see)."""
+        self.images: ImageMode = images
+        """Show the model the images tool calls displayed: ``auto`` when the model can see
+        (litellm says so, asked only for live requests), ``on`` always, ``off`` never;
+        images not shown are noted in the calls' results."""
         self.budget = budget or Budget()
         self.retry = retry or RetryPolicy()
         self.hooks: list[Hooks] = list(hooks)
