@@ -74,6 +74,24 @@ def import_litellm() -> Any:
     return litellm
 
 
+def warm_litellm(model: str) -> None:
+    """Import litellm, then do what its first request does before the first token: load
+    the tokenizers it counts a prompt with (to price it) and build its response types
+    (~0.3–1 s on a first request otherwise). No network: a mock response."""
+    litellm = import_litellm()
+    messages = [{"role": "user", "content": "warm up"}]
+    try:
+        litellm.token_counter(model=model, messages=messages)
+        chunks = litellm.completion(
+            model=model, messages=messages, mock_response="ok", stream=True,
+            stream_options={"include_usage": True},
+        )  # fmt: skip
+        for _ in chunks:
+            pass
+    except Exception:  # a model litellm does not know: the first request will say so
+        pass
+
+
 def litellm_ready() -> bool:
     """Whether litellm is imported and ready (using it now does not wait for an import)."""
     return _LOADED.is_set()

@@ -128,19 +128,23 @@ def load(shell: InteractiveShell) -> None:
     shell.register_magics(AgentMagics(shell, settings))
     if await_agent_cells not in shell.input_transformers_post:
         shell.input_transformers_post.append(await_agent_cells)
-    preload_litellm(shell)
+    preload_litellm(shell, settings.model or os.environ.get("NBAGENT_MODEL"))
 
 
-def preload_litellm(shell: InteractiveShell) -> None:
-    """In a kernel someone works in, import litellm (~2 s) in the background now, so the
-    first live cell does not pay for it. Not where a program runs the notebook (nbval,
-    papermill: a notebook that replays never needs litellm) nor outside a kernel."""
+def preload_litellm(shell: InteractiveShell, model: str | None = None) -> None:
+    """In a kernel someone works in, import litellm (~2 s) and warm up its first request
+    in the background now, so the first live cell does not pay for it. Not where a
+    program runs the notebook (nbval, papermill: a notebook that replays never needs
+    litellm) nor outside a kernel."""
     kernel = getattr(shell, "kernel", None)
     if kernel is None or not getattr(kernel, "_allow_stdin", False) or "litellm" in sys.modules:
         return
-    from ._provider import import_litellm
+    from ._provider import warm_litellm
 
-    threading.Thread(target=import_litellm, name="nbagent-import-litellm", daemon=True).start()
+    threading.Thread(
+        target=warm_litellm, args=(model or config.DEFAULT_MODEL,),
+        name="nbagent-import-litellm", daemon=True,
+    ).start()  # fmt: skip
 
 
 def unload(shell: InteractiveShell) -> None:
