@@ -249,16 +249,17 @@ class Session:
         """
         return self._submit(prompt, tag, budget, model_params, ask_budget)
 
-    def resume(self, *, tag: str | None = None) -> RunHandle | None:
+    def resume(self, *, tag: str | None = None, ask_budget: bool = False) -> RunHandle | None:
         """Continue an interrupted conversation, or return None if nothing is unfinished.
 
         Unfinished means the last message is a user message nobody answered, or the last
         assistant message has tool calls without results: those calls go through approval
-        again and run; calls that already have a result never run again.
+        again and run; calls that already have a result never run again. ``ask_budget``:
+        as for :meth:`submit`.
         """
         if not self._conversation.unfinished():
             return None
-        return self._submit(None, tag)
+        return self._submit(None, tag, ask_budget=ask_budget)
 
     def _submit(
         self,

@@ -287,7 +287,7 @@ class CellRun:
         LOADING_LISTENERS.add(self.loading)
         try:
             if self.resume:
-                resumed = self.session.resume(tag=self.tag)
+                resumed = self.session.resume(tag=self.tag, ask_budget=self.mode != "headless")
                 if resumed is None:
                     events.close()
                     LOADING_LISTENERS.discard(self.loading)
