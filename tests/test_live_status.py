@@ -111,3 +111,34 @@ def test_the_live_status_line_names_the_wait() -> None:
     assert transcript.status_json()["label"] == "loading the model library…"
     transcript.waiting = None
     assert transcript.status_json()["label"] == "running"
+
+
+async def test_a_request_waits_for_the_warm_up_of_the_first_request_and_says_so(
+    monkeypatch: pytest.MonkeyPatch, server: ScriptedServer
+) -> None:
+    """litellm is imported but the background warm-up (its tokenizers and response types)
+    is not done: the request waits for it (no race for litellm's lazy setup), announced."""
+    _provider.import_litellm()
+    warming = threading.Event()
+    monkeypatch.setattr(_provider, "_WARMED", warming)
+    heard: list[bool] = []
+    _provider.LOADING_LISTENERS.add(heard.append)
+    server.add(say("hello"))
+    model = LiteLLMModel("openai/gpt-4o-mini", api_base=server.url, api_key="sk-test-1")
+    try:
+        stream = model.stream(ModelRequest([{"role": "user", "content": "hi"}], []))
+        first = asyncio.ensure_future(anext(stream))
+        while not heard:
+            await asyncio.sleep(0)
+        assert heard == [True] and not server.requests
+        warming.set()
+        assert await first == "hello" and heard == [True, False]
+        async for _ in stream:
+            pass
+    finally:
+        _provider.LOADING_LISTENERS.discard(heard.append)
+
+
+def test_the_warm_up_runs_litellm_s_first_request_path_offline() -> None:
+    _provider._warm("openai/gpt-4o-mini")
+    assert _provider._WARMED.is_set() and _provider.litellm_ready()

@@ -74,13 +74,29 @@ def import_litellm() -> Any:
     return litellm
 
 
-def warm_litellm(model: str) -> None:
+_WARMED = threading.Event()
+"""Clear while :func:`start_warming`'s thread works: a request waits for it (it would do
+the same work itself, racing the thread for litellm's lazy setup)."""
+_WARMED.set()
+_MAX_WARM_WAIT = 30.0
+
+
+def start_warming(model: str) -> None:
+    """Import litellm in a background thread and warm up its first request for ``model``
+    (see :func:`_warm`); requests meanwhile wait for it, with the loading note."""
+    _WARMED.clear()
+    threading.Thread(
+        target=_warm, args=(model,), name="nbagent-import-litellm", daemon=True
+    ).start()
+
+
+def _warm(model: str) -> None:
     """Import litellm, then do what its first request does before the first token: load
     the tokenizers it counts a prompt with (to price it) and build its response types
     (~0.3–1 s on a first request otherwise). No network: a mock response."""
-    litellm = import_litellm()
-    messages = [{"role": "user", "content": "warm up"}]
     try:
+        litellm = import_litellm()
+        messages = [{"role": "user", "content": "warm up"}]
         litellm.token_counter(model=model, messages=messages)
         chunks = litellm.completion(
             model=model, messages=messages, mock_response="ok", stream=True,
@@ -90,6 +106,14 @@ def warm_litellm(model: str) -> None:
             pass
     except Exception:  # a model litellm does not know: the first request will say so
         pass
+    finally:
+        _WARMED.set()
+
+
+def _ready() -> Any:
+    litellm = import_litellm()
+    _WARMED.wait(_MAX_WARM_WAIT)
+    return litellm
 
 
 def litellm_ready() -> bool:
@@ -101,12 +125,12 @@ async def load_litellm() -> Any:
     """litellm, imported off the loop (the page stays live meanwhile). While the request
     waits for it, :data:`LOADING_LISTENERS` hear of it: the first time in a process, or
     while the background import ``%load_ext`` started is not done yet."""
-    if _LOADED.is_set():
+    if _LOADED.is_set() and _WARMED.is_set():
         return import_litellm()
     for listener in list(LOADING_LISTENERS):
         listener(True)
     try:
-        return await asyncio.to_thread(import_litellm)
+        return await asyncio.to_thread(_ready)
     finally:
         for listener in list(LOADING_LISTENERS):
             listener(False)

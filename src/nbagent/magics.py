@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import threading
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -139,12 +138,9 @@ def preload_litellm(shell: InteractiveShell, model: str | None = None) -> None:
     kernel = getattr(shell, "kernel", None)
     if kernel is None or not getattr(kernel, "_allow_stdin", False) or "litellm" in sys.modules:
         return
-    from ._provider import warm_litellm
+    from ._provider import start_warming
 
-    threading.Thread(
-        target=warm_litellm, args=(model or config.DEFAULT_MODEL,),
-        name="nbagent-import-litellm", daemon=True,
-    ).start()  # fmt: skip
+    start_warming(model or config.DEFAULT_MODEL)
 
 
 def unload(shell: InteractiveShell) -> None:
