@@ -1,6 +1,6 @@
 """Time to the first visible token of a kernel's first live ``%%agent`` cell.
 
-Run: ``python bench/first_token.py [--kernels 3]``
+Run: ``python bench/first_token.py [--kernels 3] [--reading 3]``
 
 In fresh kernels driven as JupyterLab drives them (``allow_stdin`` true, so the cell shows
 the live view), a local SSE server answers; the bench process records when the server
@@ -86,13 +86,13 @@ def _shows_text(content: dict[str, Any]) -> bool:
     return any(b.get("kind") == "text" and b.get("text") for b in blocks)
 
 
-def one(case: str) -> tuple[float, float]:
+def one(case: str, reading: float) -> tuple[float, float]:
     server = FirstByteServer(tokens=400, rate=200)
     try:
         with fresh_kernel() as kernel:
             kernel.run("%load_ext nbagent", allow_stdin=True)
             if case == "reading":
-                time.sleep(3.0)
+                time.sleep(reading)
             cell = f"%%agent --api-base {server.url}\nhello"
             if case == "later":
                 kernel.run(f"%%agent -s warm --api-base {server.url}\nwarm up", allow_stdin=True)
@@ -106,14 +106,19 @@ def one(case: str) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kernels", type=int, default=3, help="fresh kernels per case")
+    parser.add_argument(
+        "--reading", type=float, default=3.0, help="seconds between %%load_ext and the cell"
+    )
     args = parser.parse_args()
     cases = {
-        "reading": "first cell, 3 s after %load_ext",
+        "reading": f"first cell, {args.reading:g} s after %load_ext",
         "run-all": "first cell, right after %load_ext",
         "later": "a later cell",
     }
     for case, label in cases.items():
-        after_byte, after_start = zip(*(one(case) for _ in range(args.kernels)), strict=True)
+        after_byte, after_start = zip(
+            *(one(case, args.reading) for _ in range(args.kernels)), strict=True
+        )
         print(
             f"{label:36s} first token {statistics.median(after_byte):.2f} s after the "
             f"server's first byte, {statistics.median(after_start):.2f} s after the cell "

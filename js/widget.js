@@ -14,7 +14,9 @@
  * @typedef {{kind: "tool", id: string, name: string, status: string, label: string,
  *   awaits_decision: boolean, trust_label: string | null, html: string,
  *   arguments: Array<[string, string, string]>}} ToolBlock
- * @typedef {TextBlock | ToolBlock} Block
+ * @typedef {{kind: "budget", id: string, label: string, decision: string | null,
+ *   awaits_decision: boolean, buttons: Array<[string, string]>}} BudgetBlock
+ * @typedef {TextBlock | ToolBlock | BudgetBlock} Block
  * @typedef {{notices: string[], notice_tones?: string[], label: string, details: string,
  *   elapsed_s: number, finished: boolean, state?: string, header_html?: string}} Status
  * @typedef {{type: "delta", seq: number, block: number, text: string}
@@ -323,6 +325,35 @@ function render({ model, el }) {
   }
 
   /**
+   * A run paused at its budget: what was reached, then the kernel's buttons (continue with
+   * another budget / stop, the first one primary) or how it was decided.
+   * @param {BudgetBlock} card
+   * @returns {HTMLElement}
+   */
+  function budgetNode(card) {
+    const node = h("div", "nb-card nb-budget");
+    node.dataset.callId = card.id;
+    const box = h("div", "nbagent-tool");
+    box.dataset.status = card.awaits_decision ? "pending" : "ok";
+    box.style.cssText = "border:1px solid rgba(128,128,128,0.35);border-left:4px solid #bf8700;"
+      + "border-radius:6px;padding:6px 10px;margin:8px 0";
+    box.append(h("b", "", card.label), card.decision ? ` — ${card.decision}` : "");
+    node.append(box);
+    if (card.awaits_decision) {
+      node.classList.add("nb-asks");
+      const row = h("div", "nb-actions");
+      card.buttons.forEach(([label, action], i) => {
+        const b = /** @type {HTMLButtonElement} */ (h("button", i === 0 ? `nb-${action} nb-primary` : `nb-${action}`, label));
+        b.disabled = deciding.has(card.id);
+        b.addEventListener("click", () => decide(card, action, node));
+        row.append(b);
+      });
+      node.append(row);
+    }
+    return node;
+  }
+
+  /**
    * Enter approves, Esc opens the reject reason (and closes it again), when the card has
    * the focus (not a field or button inside it, which handle their own keys).
    * @param {KeyboardEvent} event
@@ -344,7 +375,7 @@ function render({ model, el }) {
 
   /**
    * Send a decision; the card's buttons stay disabled until the kernel's next update.
-   * @param {ToolBlock} card
+   * @param {{id: string}} card
    * @param {string} action
    * @param {HTMLElement} node
    * @param {string} [reason]
@@ -446,7 +477,8 @@ function render({ model, el }) {
     else if (block.kind === "text") {
       tails[i] = block.tail ?? ""; // text the kernel has not rendered yet
       node = textNode(block.html ?? "", tails[i]);
-    } else node = cardNode(block);
+    } else if (block.kind === "budget") node = budgetNode(block);
+    else node = cardNode(block);
     const old = nodes[i];
     if (old && old.parentNode === body) old.replaceWith(node);
     else body.append(node);
@@ -478,7 +510,7 @@ function render({ model, el }) {
   /** Decisions the kernel has taken in: their cards no longer wait. */
   function forgetDecided() {
     for (const id of [...deciding, ...reasons.keys(), ...alwaysOpen]) {
-      const card = blocks.find((b) => b && b.kind === "tool" && b.id === id);
+      const card = blocks.find((b) => b && b.kind !== "text" && b.id === id);
       if (!card || !(/** @type {ToolBlock} */ (card)).awaits_decision) {
         deciding.delete(id);
         reasons.delete(id);

@@ -18,7 +18,7 @@ def all_event_classes() -> list[type]:
 
 def test_every_event_has_a_unique_kind() -> None:
     kinds = [cls.__dataclass_fields__["kind"].default for cls in all_event_classes()]
-    assert len(kinds) == len(set(kinds)) == 16
+    assert len(kinds) == len(set(kinds)) == 18
 
 
 def test_events_are_frozen() -> None:

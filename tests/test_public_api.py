@@ -13,6 +13,8 @@ PUBLIC = {
     "AllowRule",
     "AlreadyDecidedError",
     "ApprovalDecided",
+    "BudgetDecided",
+    "BudgetReached",
     "ApprovalError",
     "ApprovalMode",
     "ApprovalPolicy",

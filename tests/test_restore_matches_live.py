@@ -26,6 +26,7 @@ from nbagent import (
     AllowRule,
     ApprovalRequested,
     Budget,
+    BudgetReached,
     Hooks,
     ModelRequest,
     RunContext,
@@ -229,6 +230,42 @@ async def compact_older_turns(live: Live) -> None:
     await live.session.ask("3")
 
 
+def at_budget(*answers: bool) -> Play:
+    """One turn that asks at its budget; each pause is answered in turn (True: continue)."""
+
+    async def play(live: Live) -> None:
+        left = list(answers)
+        with live.session.subscribe() as stream:
+            handle = live.session.submit("go", ask_budget=True)
+            async for event in stream:
+                if isinstance(event, BudgetReached):
+                    live.session.decide_budget(event.decision_id, go_on=left.pop(0))
+                if isinstance(event, nbagent.RunFinished) and event.run_id == handle.run_id:
+                    break
+        await handle
+        assert not left
+
+    return play
+
+
+async def die_at_a_budget_pause(live: Live) -> None:
+    """The kernel dies while the run waits at its budget: the log says so."""
+    with live.session.subscribe() as stream:
+        live.session.submit("go", ask_budget=True)
+        async for event in stream:
+            if isinstance(event, BudgetReached):
+                pause = event
+                break
+    live.recorder.close_now()
+    await live.session.aclose()
+    session, recorder, state = restore_session(
+        live.store, "s", model=live.new_model([say("Still here.")]), **live.options
+    )
+    assert state.budget_pause == pause and state.interrupted_run == pause.run_id
+    live.session, live.recorder = session, recorder
+    await session.ask("Are you there?")
+
+
 class EditsRequests(Hooks):
     async def before_model_request(
         self, ctx: RunContext, request: ModelRequest
@@ -370,6 +407,24 @@ SCENARIOS: dict[str, Scenario] = {
         turns("go"),
         {"tools": [add], "approval": "all", "budget": Budget(max_tokens=1_000)},
         ends=("budget_exceeded",),
+    ),
+    "token budget reached, continued": Scenario(
+        [use_tools(call("add", {"a": 1, "b": 1}), usage=(900, 200)), say("2", usage=(10, 1))],
+        at_budget(True),
+        {"tools": [add], "approval": "all", "budget": Budget(max_tokens=1_000)},
+        ends=("completed",),
+    ),
+    "token budget reached, stopped": Scenario(
+        [use_tools(call("add", {"a": 1, "b": 1}), usage=(900, 200))],
+        at_budget(False),
+        {"tools": [add], "approval": "all", "budget": Budget(max_tokens=1_000)},
+        ends=("budget_exceeded",),
+    ),
+    "kernel died at a budget pause": Scenario(
+        [use_tools(call("add", {"a": 1, "b": 1}), usage=(900, 200))],
+        die_at_a_budget_pause,
+        {"tools": [add], "approval": "all", "budget": Budget(max_tokens=1_000)},
+        ends=("completed",),
     ),
     "cost budget exceeded": Scenario(
         [say("pricey", usage=(100_000, 100_000))],

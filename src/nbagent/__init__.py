@@ -48,6 +48,8 @@ from .errors import (
 from .events import (
     ApprovalDecided,
     ApprovalRequested,
+    BudgetDecided,
+    BudgetReached,
     ErrorOccurred,
     Event,
     ModelResponded,
@@ -120,6 +122,8 @@ __all__ = [
     "ApprovalPolicy",
     "ApprovalRequested",
     "Budget",
+    "BudgetDecided",
+    "BudgetReached",
     "CellRunError",
     "Conversation",
     "ErrorOccurred",

@@ -1,5 +1,8 @@
 """The approval gate: tool calls that wait for a person, and the decisions that reach them.
 
+A run that reached its budget waits at the same gate (continue or stop), under the id of
+its ``BudgetReached``; a decision on it is a :class:`Decision` too (approved: go on).
+
 Decisions are data keyed by ``tool_call_id``. A decision for a call that is not pending is
 refused with an error that says why (unknown id, already decided, its run ended). An
 "always" decision becomes a grant of the session's policy and settles the other pending
@@ -16,7 +19,7 @@ from typing import Any, Literal
 from ._redact import redact
 from .approval import AllowRule, ApprovalPolicy
 from .errors import AlreadyDecidedError, UnknownToolCallError
-from .events import ApprovalRequested, ApprovalScope, Event, ToolCall
+from .events import ApprovalRequested, ApprovalScope, BudgetReached, Event, ToolCall
 from .tools import Tool, sanitize
 
 
@@ -36,7 +39,7 @@ class Decision:
 
 @dataclass
 class _Pending:
-    request: ApprovalRequested
+    request: ApprovalRequested | BudgetReached
     future: asyncio.Future[Decision]
     decided: bool = False
 
@@ -66,7 +69,19 @@ class ApprovalGate:
     @property
     def waiting(self) -> list[ApprovalRequested]:
         """The calls waiting for a decision, oldest first."""
-        return [p.request for p in self._pending.values() if not p.decided]
+        return [
+            p.request
+            for p in self._pending.values()
+            if not p.decided and isinstance(p.request, ApprovalRequested)
+        ]
+
+    @property
+    def budget_pause(self) -> BudgetReached | None:
+        """The run's pause at its budget, while it waits for a decision."""
+        for pending in self._pending.values():
+            if not pending.decided and isinstance(pending.request, BudgetReached):
+                return pending.request
+        return None
 
     def check(self, decision: Decision) -> None:
         """Accept a decision for delivery, or raise an error that says why not."""
@@ -82,6 +97,11 @@ class ApprovalGate:
             )
         if pending.decided:
             raise AlreadyDecidedError(f"tool call {decision.tool_call_id!r} was already decided")
+        if isinstance(pending.request, BudgetReached) and (decision.scope, decision.rule) != (
+            "call",
+            None,
+        ):
+            raise ValueError("a decision on a budget covers that pause only (scope 'call')")
         pending.decided = True
 
     def deliver(self, decision: Decision) -> None:
@@ -89,6 +109,10 @@ class ApprovalGate:
         pending = self._pending.get(decision.tool_call_id)
         if pending is not None and not pending.future.done():
             pending.future.set_result(decision)
+
+    async def ask_budget(self, request: BudgetReached) -> Decision:
+        """Ask a person whether the run goes on past its budget; wait for the decision."""
+        return await self._wait(request.decision_id, request, request.run_id)
 
     async def ask(
         self, run_id: str, call: ToolCall, tool: Tool, note: str | None = None
@@ -103,9 +127,16 @@ class ApprovalGate:
             preview=_preview(tool, call.arguments),
             note=note,
         )
+        decision = await self._wait(call.id, request, run_id)
+        self.grant(call.name, decision)
+        return decision
+
+    async def _wait(
+        self, key: str, request: ApprovalRequested | BudgetReached, run_id: str
+    ) -> Decision:
         pending = _Pending(request, asyncio.get_running_loop().create_future())
-        first = not self.waiting
-        self._pending[call.id] = pending
+        first = not any(not p.decided for p in self._pending.values())
+        self._pending[key] = pending
         if first:
             self._on_waiting(run_id, True)
         self._emit(request)
@@ -113,17 +144,16 @@ class ApprovalGate:
         try:
             decision = await pending.future
         finally:
-            self._pending.pop(call.id, None)
-            self._closed[call.id] = (
+            self._pending.pop(key, None)
+            self._closed[key] = (
                 "is no longer pending: its run ended"
                 if decision is None
                 else "was already approved"
                 if decision.approved
                 else "was already denied"
             )
-            if not self.waiting:
+            if not any(not p.decided for p in self._pending.values()):
                 self._on_waiting(run_id, False)
-        self.grant(call.name, decision)
         return decision
 
     def grant(self, name: str, decision: Decision) -> None:
@@ -142,7 +172,7 @@ class ApprovalGate:
     def _settle_covered(self) -> None:
         """After an "always" decision, settle the other pending calls it now covers."""
         for pending in list(self._pending.values()):
-            if pending.decided:
+            if pending.decided or not isinstance(pending.request, ApprovalRequested):
                 continue
             tool = self._tools.get(pending.request.name)
             if tool is None:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 from .conversation import UsageTotals
+
+CHARS_PER_TOKEN = 4
+"""The estimate of streamed text per token, where the provider has not counted yet."""
 
 
 @dataclass(frozen=True)
@@ -14,7 +18,9 @@ class Budget:
     Checked while the answer streams (its tokens and cost estimated from the characters
     that arrived, about four per token) and after each response (the provider's counts):
     a runaway answer stops at the budget, its partial text kept. The cost limit applies
-    only to models whose price litellm knows (``Usage.cost_known``).
+    only to models whose price litellm knows (``Usage.cost_known``). A run that can ask a
+    person (``Session.submit(..., ask_budget=True)``: a live view) pauses there instead,
+    and "continue" raises the budget by its first size (:meth:`raised`).
     """
 
     max_cost_usd: float | None = None
@@ -34,3 +40,33 @@ class Budget:
                 f"${self.max_cost_usd:.4f}; it was stopped. Raise the budget to go on."
             )
         return None
+
+    @property
+    def limited(self) -> bool:
+        return self.max_cost_usd is not None or self.max_tokens is not None
+
+    def label(self) -> str:
+        """``$0.50``, ``2,000 tokens`` or ``$0.50 / 2,000 tokens``."""
+        parts = []
+        if self.max_cost_usd is not None:
+            parts.append(f"${self.max_cost_usd:.2f}" if self.max_cost_usd >= 0.01 else
+                         f"${self.max_cost_usd:.4f}")  # fmt: skip
+        if self.max_tokens is not None:
+            parts.append(f"{self.max_tokens:,} tokens")
+        return " / ".join(parts)
+
+    def raised(self, step: Budget) -> Budget:
+        """This budget with each limit raised by ``step``'s."""
+        return Budget(
+            max_cost_usd=_plus(self.max_cost_usd, step.max_cost_usd),
+            max_tokens=_plus(self.max_tokens, step.max_tokens),
+        )
+
+
+_Number = TypeVar("_Number", int, float)
+
+
+def _plus(limit: _Number | None, step: _Number | None) -> _Number | None:
+    if limit is None or step is None:
+        return limit
+    return limit + step

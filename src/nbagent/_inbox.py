@@ -58,6 +58,8 @@ class Turn:
     """This turn's budget, in place of the session's."""
     model_params: dict[str, Any] = field(default_factory=dict)
     """This turn's model parameters, over the session's."""
+    ask_budget: bool = False
+    """At its budget the turn waits for a person (continue or stop)."""
 
 
 @dataclass

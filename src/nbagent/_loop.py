@@ -11,10 +11,13 @@ import asyncio
 import json
 import math
 import random
+import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
-from ._budget import Budget
+from ._approvals import Decision
+from ._budget import CHARS_PER_TOKEN, Budget
+from ._images import ImageMode, ToolImages
 from ._redact import redact
 from ._tool_calls import RunState, ToolCallRecord, ToolRunner
 from .approval import UNTRUSTED_REPLAY
@@ -27,6 +30,8 @@ from .errors import (
     StreamBrokenError,
 )
 from .events import (
+    BudgetDecided,
+    BudgetReached,
     Event,
     ModelResponded,
     ReasoningDelta,
@@ -51,12 +56,10 @@ from .model import (
 from .tools import Tool, tool_spec
 
 
-class BudgetReached(Exception):
-    """The budget ran out while a response streamed: the run stops (not fails)."""
+class OverBudget(Exception):
+    """The run is over its budget and goes no further: it stops (not fails)."""
 
 
-CHARS_PER_TOKEN = 4
-"""The estimate of streamed text per token, where the provider has not counted yet."""
 _CHECK_EVERY = 200
 """Characters between two estimates while streaming (about 50 tokens)."""
 
@@ -80,8 +83,9 @@ class _Meter:
     def completion_tokens(self) -> int:
         return -(-self.chars // CHARS_PER_TOKEN)
 
-    def check(self) -> None:
-        """Raise when the response is over the size cap or the run over its budget."""
+    def check(self) -> str | None:
+        """Raise when the response is over the size cap; say why when the run is over its
+        budget (None: it is not)."""
         host = self._host
         limit = host.max_response_chars
         if self.chars > limit:
@@ -91,8 +95,8 @@ class _Meter:
             )
         self.next_check = min(self.chars + _CHECK_EVERY, limit + 1)
         budget = self._run.budget or host.budget
-        if budget.max_tokens is None and budget.max_cost_usd is None:
-            return
+        if not budget.limited:
+            return None
         cost = self._estimated_cost() if budget.max_cost_usd is not None else None
         estimate = Usage(
             run_id=self._run.ctx.run_id,
@@ -104,8 +108,7 @@ class _Meter:
             cost_known=cost is not None,
             estimated=True,
         )
-        if (over := budget.exceeded(self._run.usage.add(estimate))) is not None:
-            raise BudgetReached(over)
+        return budget.exceeded(self._run.usage.add(estimate))
 
     def _estimated_cost(self) -> float | None:
         if self._price is None:
@@ -177,7 +180,7 @@ class LoopHost(Protocol):
     model_params: dict[str, Any]
     max_response_chars: int
     max_calls_per_response: int
-    send_images: bool
+    images: ImageMode
     budget: Budget
     retry: RetryPolicy
     hooks: list[Hooks]
@@ -188,6 +191,8 @@ class LoopHost(Protocol):
     def emit(self, event: Event) -> None: ...
 
     def take_steers(self) -> list[str]: ...
+
+    async def ask_budget(self, request: BudgetReached) -> Decision: ...
 
 
 @dataclass(frozen=True)
@@ -215,8 +220,11 @@ async def run_loop(host: LoopHost, run: RunState, resumed: bool) -> RunOutcome:
             run.ctx.turn = turn_number
             response = await _model_turn(host, run)
             if (over := (run.budget or host.budget).exceeded(run.usage)) is not None:
-                host.tool_runner.skip(run, response.tool_calls, over)
-                return RunOutcome("budget_exceeded", over)
+                try:
+                    await _at_budget(host, run, over)
+                except OverBudget as exc:
+                    host.tool_runner.skip(run, response.tool_calls, str(exc))
+                    return RunOutcome("budget_exceeded", str(exc))
             if not response.tool_calls:
                 return RunOutcome("completed")
             if _too_many(host, run, response.tool_calls):
@@ -229,7 +237,7 @@ async def run_loop(host: LoopHost, run: RunState, resumed: bool) -> RunOutcome:
             f"The run stopped after {host.max_turns} model requests (max_turns). "
             "Send another message to let the agent continue, or raise max_turns.",
         )
-    except BudgetReached as exc:
+    except OverBudget as exc:
         return RunOutcome("budget_exceeded", str(exc))
     except asyncio.CancelledError:
         return RunOutcome("cancelled", "Stopped by the user.")
@@ -282,11 +290,14 @@ async def _model_turn(host: LoopHost, run: RunState) -> ModelResponded:
     for text in host.take_steers():
         host.emit(SteerAdded(run_id=run_id, text=text))
     system = [{"role": "system", "content": host.system}] if host.system else []
-    history = host.conversation.request_messages(images=host.send_images)
+    conversation = host.conversation
+    history = conversation.request_messages()
+    images = conversation.latest_images()
     request = ModelRequest(
         messages=system + cast(list[dict[str, Any]], history),
         tools=[tool_spec(t) for t in host.tools.values()],
         params={**host.model_params, **run.model_params},
+        images=ToolImages(images, host.images) if images else None,
     )
     request = await edit_request(host.hooks, run.ctx, request)
     acc, meter = await _stream(host, run, request)
@@ -330,8 +341,8 @@ async def _stream(
                     add_text(chunk)
                     emit(TextDelta(run_id=run_id, text=chunk))
                     meter.chars += len(chunk)
-                    if meter.chars >= meter.next_check:
-                        meter.check()
+                    if meter.chars >= meter.next_check and (over := meter.check()):
+                        await _at_budget(host, run, over)
                     continue
                 if isinstance(chunk, ReasoningChunk):
                     emit(ReasoningDelta(run_id=run_id, text=chunk.text))
@@ -339,15 +350,15 @@ async def _stream(
                 elif isinstance(chunk, ToolCallFragment):
                     meter.chars += len(str(chunk.arguments or "")) + 1
                 acc.add(chunk)
-                if meter.chars >= meter.next_check:
-                    meter.check()
+                if meter.chars >= meter.next_check and (over := meter.check()):
+                    await _at_budget(host, run, over)
             if acc.finish_reason is None:
                 raise ProviderTransientError(
                     "the provider ended the stream without a finish reason "
                     "(the connection was probably cut)"
                 )
             return acc, meter
-        except (BudgetReached, ResponseTooLargeError):
+        except (OverBudget, ResponseTooLargeError):
             _keep_partial(host, run, acc, meter)
             raise
         except ModelError as exc:
@@ -370,6 +381,39 @@ async def _stream(
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
                 await aclose()
+
+
+async def _at_budget(host: LoopHost, run: RunState, over: str) -> None:
+    """The run reached its budget: a run that can ask a person waits for "continue" (the
+    budget grows by its first size, and the run goes on) or "stop"; any other stops here.
+    Raises :class:`OverBudget` when the run stops."""
+    budget = run.budget or host.budget
+    if not run.ask_budget:
+        raise OverBudget(over)
+    step = run.budget_step or budget
+    request = BudgetReached(
+        run_id=run.ctx.run_id,
+        decision_id=f"budget-{uuid.uuid4().hex[:12]}",
+        reason=over,
+        max_cost_usd=budget.max_cost_usd,
+        max_tokens=budget.max_tokens,
+        step_cost_usd=step.max_cost_usd,
+        step_tokens=step.max_tokens,
+    )
+    decision = await host.ask_budget(request)
+    now = budget.raised(step) if decision.approved else budget
+    host.emit(
+        BudgetDecided(
+            run_id=run.ctx.run_id,
+            decision_id=request.decision_id,
+            go_on=decision.approved,
+            max_cost_usd=now.max_cost_usd,
+            max_tokens=now.max_tokens,
+        )
+    )
+    if not decision.approved:
+        raise OverBudget(f"Stopped at the budget ({budget.label()}) by you. {over.split(';')[0]}.")
+    run.budget, run.budget_step = now, step
 
 
 def _keep_partial(host: LoopHost, run: RunState, acc: ResponseAccumulator, meter: _Meter) -> None:

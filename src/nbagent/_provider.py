@@ -8,12 +8,15 @@ onto the error tree (only 429, 5xx and connection failures are retried).
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 import math
 import os
 import re
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ._redact import is_secret_name, redact
@@ -50,13 +53,87 @@ _VARIABLE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _TIMEOUT_NAMES = frozenset({"Timeout", "APITimeoutError", "ReadTimeout", "ConnectTimeout"})
 
 
+_LOADED = threading.Event()
+"""Set once litellm is imported (whole: a background import puts the module in
+``sys.modules`` long before it is ready, and a second import waits for it)."""
+
+LOADING_LISTENERS: set[Callable[[bool], None]] = set()
+"""Told True when a model request starts waiting for the import of litellm, False when it
+ends (a cell's status line says "loading the model library…" meanwhile)."""
+
+LOADING_NOTE = "loading the model library…"
+
+
 def import_litellm() -> Any:
     """Import litellm offline and quietly (its price map from the package, no network)."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import litellm
 
     litellm.suppress_debug_info = True
+    _LOADED.set()
     return litellm
+
+
+_WARMED = threading.Event()
+"""Clear while :func:`start_warming`'s thread works: a request waits for it (it would do
+the same work itself, racing the thread for litellm's lazy setup)."""
+_WARMED.set()
+_MAX_WARM_WAIT = 30.0
+
+
+def start_warming(model: str) -> None:
+    """Import litellm in a background thread and warm up its first request for ``model``
+    (see :func:`_warm`); requests meanwhile wait for it, with the loading note."""
+    _WARMED.clear()
+    threading.Thread(
+        target=_warm, args=(model,), name="nbagent-import-litellm", daemon=True
+    ).start()
+
+
+def _warm(model: str) -> None:
+    """Import litellm, then do what its first request does before the first token: load
+    the tokenizers it counts a prompt with (to price it) and build its response types
+    (~0.3–1 s on a first request otherwise). No network: a mock response."""
+    try:
+        litellm = import_litellm()
+        messages = [{"role": "user", "content": "warm up"}]
+        litellm.token_counter(model=model, messages=messages)
+        chunks = litellm.completion(
+            model=model, messages=messages, mock_response="ok", stream=True,
+            stream_options={"include_usage": True},
+        )  # fmt: skip
+        for _ in chunks:
+            pass
+    except Exception:  # a model litellm does not know: the first request will say so
+        pass
+    finally:
+        _WARMED.set()
+
+
+def _ready() -> Any:
+    litellm = import_litellm()
+    _WARMED.wait(_MAX_WARM_WAIT)
+    return litellm
+
+
+def litellm_ready() -> bool:
+    """Whether litellm is imported and ready (using it now does not wait for an import)."""
+    return _LOADED.is_set()
+
+
+async def load_litellm() -> Any:
+    """litellm, imported off the loop (the page stays live meanwhile). While the request
+    waits for it, :data:`LOADING_LISTENERS` hear of it: the first time in a process, or
+    while the background import ``%load_ext`` started is not done yet."""
+    if _LOADED.is_set() and _WARMED.is_set():
+        return import_litellm()
+    for listener in list(LOADING_LISTENERS):
+        listener(True)
+    try:
+        return await asyncio.to_thread(_ready)
+    finally:
+        for listener in list(LOADING_LISTENERS):
+            listener(False)
 
 
 def missing_key_names(model: str) -> list[str]:

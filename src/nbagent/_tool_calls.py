@@ -61,6 +61,10 @@ class RunState:
     """A replayed side-effecting call that was not allowed to run (the run stops)."""
     budget: Budget | None = None
     """This run's budget, in place of the session's (a cell's ``--max-cost``)."""
+    ask_budget: bool = False
+    """At its budget the run asks a person (continue or stop) instead of stopping."""
+    budget_step: Budget | None = None
+    """What "continue" adds to the budget (the run's first budget), once raised."""
     model_params: dict[str, Any] = field(default_factory=dict)
     """This run's model parameters, over the session's (a cell's ``-p``)."""
 

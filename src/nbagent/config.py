@@ -18,6 +18,7 @@ from typing import Any, Literal, cast
 from traitlets import Bool, Enum, Float, Int, List, Unicode
 from traitlets.config import Configurable
 
+from ._images import IMAGE_MODES, ImageMode
 from .approval import APPROVAL_MODES, ApprovalMode
 from .errors import SettingError
 from .replay import REPLAY_MODES, ReplayMode
@@ -134,10 +135,11 @@ class NBAgent(Configurable):
     max_tokens = Int(
         None, allow_none=True, help="Budget of one run in tokens, enforced while it streams."
     ).tag(config=True)
-    send_images = Bool(
-        False,
-        help="Show the model the images tool calls display (plots, PNG/JPEG outputs), for "
-        "models that can see; a model that cannot refuses such a request.",
+    images = Enum(
+        list(IMAGE_MODES),
+        "auto",
+        help="Show the model the images tool calls display (plots, PNG/JPEG outputs): auto "
+        "(when litellm says the model can see), on, off; images not shown are noted in text.",
     ).tag(config=True)
     titles = Bool(
         True,
@@ -170,8 +172,8 @@ class Settings:
     timeout: float | None = None
     max_cost: float | None = None
     max_tokens: int | None = None
-    send_images: bool = False
     max_calls_per_response: int = 64
+    images: ImageMode = "auto"
 
 
 def _pick(config: NBAgent | None, name: str) -> Any:
@@ -214,10 +216,10 @@ def resolve(config: NBAgent | None = None) -> Settings:
         timeout=_positive(defaults.timeout, "timeout"),
         max_cost=_positive(defaults.max_cost, "max_cost"),
         max_tokens=_positive(defaults.max_tokens, "max_tokens"),
-        send_images=bool(defaults.send_images),
         max_calls_per_response=_positive(
             int(defaults.max_calls_per_response), "max_calls_per_response"
         ),
+        images=defaults.images,
     )
 
 

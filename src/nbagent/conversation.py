@@ -22,10 +22,18 @@ from typing import Any, Literal, TypedDict, cast
 
 from typing_extensions import NotRequired, assert_never
 
-from ._images import MAX_MODEL_IMAGE_CHARS, MAX_MODEL_IMAGES, display_images, image_message
+from ._images import (
+    MAX_MODEL_IMAGE_CHARS,
+    MAX_MODEL_IMAGES,
+    ToolImages,
+    display_images,
+    shown,
+)
 from .events import (
     ApprovalDecided,
     ApprovalRequested,
+    BudgetDecided,
+    BudgetReached,
     ErrorOccurred,
     Event,
     ModelResponded,
@@ -280,6 +288,8 @@ class Conversation:
     """Where the latest complete response came from (its calls' trust on resume)."""
     ended: list[TurnEnd] = field(default_factory=list)
     """The turns that did not complete, oldest first."""
+    budget_pause: BudgetReached | None = None
+    """The current run waits for a person at its budget (continue or stop), if it does."""
 
     def apply(self, event: Event) -> None:
         """Fold one event into the state."""
@@ -304,6 +314,10 @@ class Conversation:
                 self.pending[event.tool_call_id] = event
             case ApprovalDecided():
                 self.pending.pop(event.tool_call_id, None)
+            case BudgetReached():
+                self.budget_pause = event
+            case BudgetDecided():
+                self.budget_pause = None
             case ToolStarted():
                 self.running[event.tool_call_id] = event.name
             case ToolFinished():
@@ -329,6 +343,7 @@ class Conversation:
                 self.partial.clear()
                 self.running.clear()
                 self.pending.clear()
+                self.budget_pause = None
             case ReasoningDelta() | ToolCallProposed() | Retrying() | ErrorOccurred():
                 pass
             case StateChanged():
@@ -365,28 +380,18 @@ class Conversation:
         """The history as the next model request sends it (repaired, not modified).
 
         ``images``: the model can see, so the latest images tool calls displayed follow
-        their results as a user message (bounded: ``MAX_MODEL_IMAGES`` images and
-        ``MAX_MODEL_IMAGE_CHARS`` of data, the most recent first).
+        their results as a user message (see :meth:`latest_images`).
         """
         history = repair_history(self.messages)
-        chosen = self._latest_images() if images else {}
+        chosen = self.latest_images() if images else {}
         if not chosen:
             return history
-        out: list[ChatMessage] = []
-        block: list[tuple[str, str]] = []
-        for message in history:
-            call_id = message.get("tool_call_id") if message.get("role") == "tool" else None
-            if call_id is None and block:
-                out.append(cast(ChatMessage, image_message(block)))
-                block = []
-            out.append(message)
-            if isinstance(call_id, str):
-                block.extend(chosen.get(call_id, ()))
-        if block:
-            out.append(cast(ChatMessage, image_message(block)))
-        return out
+        raw = cast(list[dict[str, Any]], history)
+        return cast(list[ChatMessage], shown(raw, ToolImages(chosen, "on")))
 
-    def _latest_images(self) -> dict[str, list[tuple[str, str]]]:
+    def latest_images(self) -> dict[str, list[tuple[str, str]]]:
+        """The latest images tool calls displayed, by call id (bounded: ``MAX_MODEL_IMAGES``
+        images and ``MAX_MODEL_IMAGE_CHARS`` of data, the most recent first)."""
         chosen: dict[str, list[tuple[str, str]]] = {}
         count = chars = 0
         for call_id, (name, urls) in reversed(list(self.images.items())):

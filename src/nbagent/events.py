@@ -214,6 +214,43 @@ class ApprovalDecided:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class BudgetReached:
+    """The run reached its budget and waits for a person: continue with another step of
+    the same size, or stop (``Session.decide_budget``). Only runs that can ask (a live
+    view) wait; others stop with status ``budget_exceeded``."""
+
+    run_id: str
+    decision_id: str
+    """The id a decision on this pause names (``Session.decide_budget``)."""
+    reason: str
+    """What was used, over which limit (a sentence)."""
+    max_cost_usd: float | None
+    """The cost limit that was reached (None: no cost limit)."""
+    max_tokens: int | None
+    """The token limit that was reached (None: no token limit)."""
+    step_cost_usd: float | None
+    """How much more cost "continue" allows (the run's first budget)."""
+    step_tokens: int | None
+    """How many more tokens "continue" allows."""
+    kind: Literal["budget_reached"] = "budget_reached"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BudgetDecided:
+    """A person decided on a reached budget: ``go_on`` continues the run with the budget
+    raised by one step, else the run stops (status ``budget_exceeded``)."""
+
+    run_id: str
+    decision_id: str
+    go_on: bool
+    max_cost_usd: float | None
+    """The cost limit from now on (raised when ``go_on``)."""
+    max_tokens: int | None
+    """The token limit from now on (raised when ``go_on``)."""
+    kind: Literal["budget_decided"] = "budget_decided"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ToolStarted:
     """An approved tool call started running."""
 
@@ -338,6 +375,8 @@ Event = Annotated[
     | ToolCallProposed
     | ApprovalRequested
     | ApprovalDecided
+    | BudgetReached
+    | BudgetDecided
     | ToolStarted
     | ToolFinished
     | ToolCallsRefused

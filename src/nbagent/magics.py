@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import threading
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +19,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from . import config
+from ._images import IMAGE_MODES
 from .approval import APPROVAL_MODES
 from .replay import REPLAY_MODES
 
@@ -83,7 +83,13 @@ class AgentMagics(Magics):  # type: ignore[misc]
     @argument("--max-tokens", type=int, help="budget of this run in tokens")
     @argument("-p", "--param", action="append", help="model parameter KEY=VALUE (repeatable)")
     @argument("--effort", choices=["low", "medium", "high"], help="reasoning effort")
-    @argument("--images", action="store_true", help="show the model the images tools display")
+    @argument(
+        "--images",
+        nargs="?",
+        const="on",
+        choices=IMAGE_MODES,
+        help="show the model the images tools display: auto (if it can see), on, off",
+    )
     @argument("-s", "--session", help="session name")
     @argument("--tools", help="comma-separated tool names")
     @argument("--approve", choices=APPROVAL_MODES, help="approval mode")
@@ -121,19 +127,20 @@ def load(shell: InteractiveShell) -> None:
     shell.register_magics(AgentMagics(shell, settings))
     if await_agent_cells not in shell.input_transformers_post:
         shell.input_transformers_post.append(await_agent_cells)
-    preload_litellm(shell)
+    preload_litellm(shell, settings.model or os.environ.get("NBAGENT_MODEL"))
 
 
-def preload_litellm(shell: InteractiveShell) -> None:
-    """In a kernel someone works in, import litellm (~2 s) in the background now, so the
-    first live cell does not pay for it. Not where a program runs the notebook (nbval,
-    papermill: a notebook that replays never needs litellm) nor outside a kernel."""
+def preload_litellm(shell: InteractiveShell, model: str | None = None) -> None:
+    """In a kernel someone works in, import litellm (~2 s) and warm up its first request
+    in the background now, so the first live cell does not pay for it. Not where a
+    program runs the notebook (nbval, papermill: a notebook that replays never needs
+    litellm) nor outside a kernel."""
     kernel = getattr(shell, "kernel", None)
     if kernel is None or not getattr(kernel, "_allow_stdin", False) or "litellm" in sys.modules:
         return
-    from ._provider import import_litellm
+    from ._provider import start_warming
 
-    threading.Thread(target=import_litellm, name="nbagent-import-litellm", daemon=True).start()
+    start_warming(model or config.DEFAULT_MODEL)
 
 
 def unload(shell: InteractiveShell) -> None:

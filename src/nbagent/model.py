@@ -15,8 +15,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ._images import ToolImages, live_form
 from ._provider import (
     import_litellm,
+    load_litellm,
     missing_key_error,
     missing_key_names,
     provider_error,
@@ -38,6 +40,24 @@ class ModelRequest:
     params: dict[str, Any] = field(default_factory=dict)
     """Model parameters sent with the request (temperature, top_p, max_tokens, seed,
     reasoning_effort, …); part of the replay fingerprint."""
+    images: ToolImages | None = None
+    """Images tool calls displayed, shown to the model or noted in text when the request
+    is sent (:func:`as_sent`); None: the messages go as they are."""
+
+
+async def sees_images(model: Any) -> bool:
+    """Whether ``model`` can see images (its own ``sees_images``; False when it cannot
+    tell)."""
+    sees = getattr(model, "sees_images", None)
+    return bool(await sees()) if callable(sees) else False
+
+
+def as_sent(request: ModelRequest, sees: bool) -> ModelRequest:
+    """``request`` in the form it is sent in: its images shown or noted (see ``_images``)."""
+    if request.images is None:
+        return request
+    messages = live_form(request.messages, request.images, sees)
+    return ModelRequest(messages, request.tools, request.params)
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,8 +337,18 @@ class LiteLLMModel:
             return NO_KEY, f"no key was sent ({' and '.join(missing)} not set)"
         raise missing_key_error(missing)
 
+    async def sees_images(self) -> bool:
+        """What litellm knows: whether the model takes image input."""
+        litellm = await load_litellm()
+        try:
+            return bool(litellm.supports_vision(model=self._name))
+        except Exception:
+            return False
+
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
-        litellm = import_litellm()
+        litellm = await load_litellm()
+        if request.images is not None:
+            request = as_sent(request, await self.sees_images())
         key, source = self.credentials()
         kwargs: dict[str, Any] = {
             **self.params,

@@ -15,19 +15,17 @@ with an error that names the closest recording and the first message that differ
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-import sys
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from ._images import replay_forms
 from .errors import ReplayError
 from .events import Provenance, RecordedDecision
 from .model import (
     FinishChunk,
-    LiteLLMModel,
     Model,
     ModelChunk,
     ModelRequest,
@@ -35,7 +33,8 @@ from .model import (
     ResponseAccumulator,
     ToolCallFragment,
     UsageChunk,
-    import_litellm,
+    as_sent,
+    sees_images,
 )
 
 SCHEMA = 1
@@ -413,22 +412,37 @@ class ReplayModel:
         # The wrapped model's own parameters change its answers too: they are part of
         # the fingerprint, as the request's are.
         inner_params = getattr(self.inner, "params", None)
-        keyed = (
-            ModelRequest(request.messages, request.tools, {**inner_params, **request.params})
+        params = (
+            {**inner_params, **request.params}
             if isinstance(inner_params, dict) and inner_params
-            else request
+            else request.params
         )
-        key = RequestKey.of(self.name, keyed)
+
+        def key_of(messages: list[dict[str, Any]]) -> RequestKey:
+            return RequestKey.of(self.name, ModelRequest(messages, request.tools, params))
+
         if self.mode in ("auto", "replay"):
-            hit = self.book.get(key.fingerprint)
-            if hit is not None and self.own_only and self._someone_elses(key.fingerprint):
-                if self.mode == "replay":
-                    raise ReplayError(
-                        "the recording of this request was made live by another session of "
-                        "this kernel, and is not reused (--replay replay); run the cell with "
-                        "--replay auto to go live"
-                    )
-                hit = None
+            # A request with tool images may have been recorded in any of its forms
+            # (shown, noted, or from before notes existed): no need to ask litellm.
+            keys = [key_of(form) for form in replay_forms(request.messages, request.images)]
+            key, hit = keys[0], None
+            for candidate in keys:
+                found = self.book.get(candidate.fingerprint)
+                if (
+                    found is not None
+                    and self.own_only
+                    and self._someone_elses(candidate.fingerprint)
+                ):
+                    if self.mode == "replay":
+                        raise ReplayError(
+                            "the recording of this request was made live by another session "
+                            "of this kernel, and is not reused (--replay replay); run the "
+                            "cell with --replay auto to go live"
+                        )
+                    found = None
+                if found is not None:
+                    key, hit = candidate, found
+                    break
             if hit is not None:
                 for chunk in hit.chunks():
                     yield chunk
@@ -454,10 +468,9 @@ class ReplayModel:
                     + self.book.explain(key, self.name, canonical_messages(request.messages))
                     + ". Run the cell with --replay auto to go live and record it."
                 )
-        if "litellm" not in sys.modules and isinstance(self.inner, LiteLLMModel):
-            # Going live: the first import takes ~2 s, off the loop so the page stays live
-            # (a notebook whose requests all replay never imports litellm).
-            await asyncio.to_thread(import_litellm)
+        if request.images is not None:
+            request = as_sent(request, await sees_images(self.inner))
+        key = key_of(request.messages)
         acc = ResponseAccumulator()
         stream = self.inner.stream(request)
         try:

@@ -15,7 +15,6 @@ ending (its ``RunFinished``, its result, the actor's next turn) sits in a ``fina
 from __future__ import annotations
 
 import asyncio
-import enum
 import uuid
 import warnings
 from collections import deque
@@ -25,7 +24,9 @@ from typing import Any, Literal, Protocol, cast
 from ._approvals import ApprovalGate, Decision
 from ._budget import Budget
 from ._fanout import EventHub, Subscription
+from ._images import ImageMode
 from ._inbox import Cancel, Close, Command, Decide, RunDone, RunHandle, Steer, Turn
+from ._lifecycle import TRANSITIONS, SessionState
 from ._loop import RetryPolicy, RunOutcome, RunResult, run_loop
 from ._tool_calls import RunState, ToolCallRecord, ToolRunner
 from .approval import AllowRule, ApprovalMode, ApprovalPolicy
@@ -34,6 +35,7 @@ from .errors import IllegalTransitionError, SessionClosedError
 from .events import (
     ApprovalRequested,
     ApprovalScope,
+    BudgetReached,
     ErrorOccurred,
     Event,
     RunFinished,
@@ -64,34 +66,6 @@ DEFAULT_MAX_RESPONSE_CHARS = 1_000_000
 """The size cap of one model response, in characters (a runaway stream ends there)."""
 DEFAULT_MAX_CALLS_PER_RESPONSE = 64
 """The most tool calls one response may propose (more: all are refused, none asks)."""
-
-
-class SessionState(enum.Enum):
-    """Where a session is in its lifecycle."""
-
-    IDLE = "idle"
-    RUNNING = "running"
-    AWAITING_APPROVAL = "awaiting_approval"
-    CANCELLING = "cancelling"
-    CLOSED = "closed"
-
-
-_TRANSITIONS: dict[SessionState, frozenset[SessionState]] = {
-    SessionState.IDLE: frozenset({SessionState.RUNNING, SessionState.CLOSED}),
-    SessionState.RUNNING: frozenset(
-        {
-            SessionState.AWAITING_APPROVAL,
-            SessionState.CANCELLING,
-            SessionState.IDLE,
-            SessionState.CLOSED,
-        }
-    ),
-    SessionState.AWAITING_APPROVAL: frozenset(
-        {SessionState.RUNNING, SessionState.CANCELLING, SessionState.IDLE, SessionState.CLOSED}
-    ),
-    SessionState.CANCELLING: frozenset({SessionState.IDLE, SessionState.CLOSED}),
-    SessionState.CLOSED: frozenset(),
-}
 
 
 class EventSink(Protocol):
@@ -136,7 +110,7 @@ class Session:
         timeout: float | None = None,
         model_params: dict[str, Any] | None = None,
         max_response_chars: int = DEFAULT_MAX_RESPONSE_CHARS,
-        send_images: bool = False,
+        images: ImageMode = "auto",
         max_parallel_tools: int = 4,
         max_calls_per_response: int = DEFAULT_MAX_CALLS_PER_RESPONSE,
         max_result_chars: int = DEFAULT_MAX_RESULT_CHARS,
@@ -168,8 +142,10 @@ class Session:
         """Sent with every model request (temperature, top_p, max_tokens, seed,
         reasoning_effort, …) and part of the replay fingerprint."""
         self.max_response_chars = max_response_chars
-        self.send_images = send_images
-        """Show the model the images tool calls displayed (for models that can see)."""
+        self.images: ImageMode = images
+        """Show the model the images tool calls displayed: ``auto`` when the model can see
+        (litellm says so, asked only for live requests), ``on`` always, ``off`` never;
+        images not shown are noted in the calls' results."""
         self.budget = budget or Budget()
         self.retry = retry or RetryPolicy()
         self.hooks: list[Hooks] = list(hooks)
@@ -265,26 +241,30 @@ class Session:
         tag: str | None = None,
         budget: Budget | None = None,
         model_params: dict[str, Any] | None = None,
+        ask_budget: bool = False,
     ) -> RunHandle:
         """Queue a user turn; it runs when the turns before it have finished.
 
         ``tag`` is an opaque label carried by ``RunStarted`` (the notebook passes the id
         of the cell the turn came from). ``budget`` replaces the session's budget for this
         turn; ``model_params`` are merged over the session's for its requests (a cell's
-        own options, which must not leak into the turns queued around it).
+        own options, which must not leak into the turns queued around it). With
+        ``ask_budget`` the turn pauses at its budget (``BudgetReached``) until
+        :meth:`decide_budget`; without, it stops there.
         """
-        return self._submit(prompt, tag, budget, model_params)
+        return self._submit(prompt, tag, budget, model_params, ask_budget)
 
-    def resume(self, *, tag: str | None = None) -> RunHandle | None:
+    def resume(self, *, tag: str | None = None, ask_budget: bool = False) -> RunHandle | None:
         """Continue an interrupted conversation, or return None if nothing is unfinished.
 
         Unfinished means the last message is a user message nobody answered, or the last
         assistant message has tool calls without results: those calls go through approval
-        again and run; calls that already have a result never run again.
+        again and run; calls that already have a result never run again. ``ask_budget``:
+        as for :meth:`submit`.
         """
         if not self._conversation.unfinished():
             return None
-        return self._submit(None, tag)
+        return self._submit(None, tag, ask_budget=ask_budget)
 
     def _submit(
         self,
@@ -292,11 +272,12 @@ class Session:
         tag: str | None,
         budget: Budget | None = None,
         model_params: dict[str, Any] | None = None,
+        ask_budget: bool = False,
     ) -> RunHandle:
         self._check_open("start a turn")
         loop = self._ensure_actor()
         params = dict(model_params or {})
-        turn = Turn(uuid.uuid4().hex, prompt, loop.create_future(), tag, budget, params)
+        turn = Turn(uuid.uuid4().hex, prompt, loop.create_future(), tag, budget, params, ask_budget)
         self._outstanding += 1
         self._send(turn)
         return RunHandle(turn.run_id, prompt, turn.future, self.cancel)
@@ -361,6 +342,14 @@ class Session:
         if scope == "rule":
             raise ValueError("rules can only allow; deny with scope 'call' or 'tool'")
         self._decide(Decision(tool_call_id, False, scope, None, reason, decided_by))
+
+    def decide_budget(self, decision_id: str, *, go_on: bool) -> None:
+        """Answer a run paused at its budget (``BudgetReached.decision_id``): ``go_on``
+        raises the budget by its first size and the run continues; else it stops."""
+        self._decide(Decision(decision_id, go_on))
+
+    async def ask_budget(self, request: BudgetReached) -> Decision:
+        return await self._gate.ask_budget(request)
 
     def _decide(self, decision: Decision) -> None:
         self._check_open("decide on a tool call")
@@ -448,7 +437,7 @@ class Session:
         previous = self._state
         if state is previous:
             return
-        if state not in _TRANSITIONS[previous]:
+        if state not in TRANSITIONS[previous]:
             raise IllegalTransitionError(
                 f"a session cannot go from {previous.value} to {state.value}"
             )
@@ -536,6 +525,7 @@ class Session:
             RunContext(session=self, run_id=turn.run_id, prompt=turn.prompt or ""),
             budget=turn.budget,
             model_params=turn.model_params,
+            ask_budget=turn.ask_budget,
         )
         outcome = RunOutcome("failed", "The run ended before it started.")
         try:

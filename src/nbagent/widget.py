@@ -30,12 +30,15 @@ import traitlets
 from .events import Event, TextDelta
 from .render import TextBlock, Transcript
 
-Action = Literal["approve", "reject", "always", "always_args", "trust"]
+Action = Literal["approve", "reject", "always", "always_args", "trust", "continue", "stop"]
 """What a card button asks for: approve this call, reject it (with the person's reason),
 always allow the tool for the session, always allow the tool with these same arguments,
-or trust the notebook the call was replayed from (and decide it as its recording did)."""
+or trust the notebook the call was replayed from (and decide it as its recording did); on a
+run paused at its budget, continue with another budget of the same size, or stop."""
 
-ACTIONS: tuple[Action, ...] = ("approve", "reject", "always", "always_args", "trust")
+ACTIONS: tuple[Action, ...] = (
+    "approve", "reject", "always", "always_args", "trust", "continue", "stop",
+)  # fmt: skip
 
 MAX_REASON_CHARS = 2_000
 """The longest reason a person can give for a rejection (the model reads it)."""
@@ -127,7 +130,11 @@ class AgentView(anywidget.AnyWidget):
             return
         changed = transcript.add(event)
         if changed == "blocks":
-            self._mark(getattr(event, "tool_call_id", None) or getattr(event, "call", None))
+            self._mark(
+                getattr(event, "tool_call_id", None)
+                or getattr(event, "decision_id", None)
+                or getattr(event, "call", None)
+            )
             self._schedule()
         elif changed == "status":
             if transcript.finished_at is not None:

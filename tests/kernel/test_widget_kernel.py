@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -288,3 +289,92 @@ def test_the_live_view_gets_the_preview_and_the_displayed_image(
     assert outputs[-1]["data"] == {"image/png": PNG, "text/plain": "<Figure size 1x1>"}
     assert "<script>alert(1)</script>" not in final["text/html"]
     assert '<span class="nbagent-diff-add"' in final["text/html"]
+
+
+RUNAWAY = " ".join(f"word{i}" for i in range(20_000))
+
+
+def budget_card(front: Frontend, comm_id: str, seen: int = 0) -> dict[str, Any] | None:
+    """The budget card that waits for a decision, after the ``seen`` first ones."""
+    cards = [b for b in front.state[comm_id].get("blocks", []) if b.get("kind") == "budget"]
+    waiting = [c for c in cards[seen:] if c["awaits_decision"]]
+    return dict(waiting[0]) if waiting else None
+
+
+def test_a_run_at_its_budget_waits_for_continue_or_stop(
+    front: Frontend, server: ScriptedServer
+) -> None:
+    """The page's buttons on the budget card: continue raises the budget by its size and
+    the answer streams on; stop ends the run (not failed); a reloaded page sees the card."""
+    server.add(say(RUNAWAY))
+    msg_id = front.execute(agent_cell(server, "Write forever.", "-s budget --max-tokens 300"))
+    view = front.wait_for("the live view", lambda: front.views(msg_id))[0]
+    card = front.wait_for("the budget card", lambda: budget_card(front, view))
+    assert card["label"] == "budget reached (300 tokens)"
+    assert card["buttons"] == [["Continue with another 300 tokens", "continue"], ["Stop", "stop"]]
+    assert not front.idle(msg_id)  # the cell waits with its run
+    # a page that attaches now (a reload) gets the waiting card from the kernel
+    front.attach_widgets()
+    assert budget_card(front, view) == card
+
+    request = front.send_custom(view, {"type": "decide", "id": card["id"], "action": "continue"})
+    assert front.ack(view, request)["ok"] is True
+    second = front.wait_for("the second budget card", lambda: budget_card(front, view, seen=1))
+    assert second["label"] == "budget reached (600 tokens)"
+    request = front.send_custom(view, {"type": "decide", "id": second["id"], "action": "stop"})
+    assert front.ack(view, request)["ok"] is True
+    assert front.reply(msg_id)["content"]["status"] == "ok"  # stopped, not failed
+    plain = front.final_bundle(msg_id)["text/plain"]
+    assert "budget reached (300 tokens) · continued with another 300 tokens by you." in plain
+    assert "budget reached (600 tokens) · stopped by you." in plain
+    assert front.evaluate("_.status") == "budget_exceeded"
+    assert 1_200 < int(front.evaluate("len(_.text)")) < 8_000
+    # a click on a decided pause is refused with a reason
+    request = front.send_custom(view, {"type": "decide", "id": card["id"], "action": "stop"})
+    front.pump(0.5)
+    acks = [c for c in front.custom[view] if c.get("request") == request]
+    assert not acks or acks[0]["ok"] is False
+
+
+HOLD_THE_IMPORT = """
+import threading
+from nbagent import _provider
+release = threading.Event()
+_real_import = _provider.import_litellm
+def _held():
+    release.wait(30)
+    return _real_import()
+_provider._LOADED = threading.Event()
+_provider.import_litellm = _held
+"""
+
+
+def test_the_status_line_says_the_model_library_loads_then_estimates_while_streaming(
+    front: Frontend, server: ScriptedServer
+) -> None:
+    """A first request that waits for litellm's import says so (not a silent wait); then
+    the answer streams with "~" tokens and cost, exact once the server reports usage (it
+    does at the end of the stream)."""
+    front.run(HOLD_THE_IMPORT)
+    front.run("%config NBAgent.text_sync_interval = 0.1")
+    server.add(stall(3.0, after=6, text="one two three four five six seven eight"))
+    msg_id = front.execute(agent_cell(server, "Count.", "-s status --mode background"))
+    view = front.wait_for("the live view", lambda: front.views(msg_id))[0]
+
+    def label() -> str:
+        return str(front.state[view].get("status", {}).get("label"))
+
+    front.wait_for("the loading note", lambda: label() == "loading the model library…")
+    assert not server.requests
+    front.run("release.set()")
+    streaming = front.wait_for(
+        "an estimate while the answer streams",
+        lambda: (s := front.state[view].get("status", {})).get("details", "").startswith("~") and s,
+    )
+    tokens, cost = streaming["details"].split(" · ")[:2]
+    assert streaming["label"] == "running" and tokens.startswith("~") and cost.startswith("~")
+    final = front.wait_for(
+        "the end of the run", lambda: (s := front.state[view]["status"]).get("finished") and s
+    )
+    assert "~" not in final["details"], final["details"]
+    front.run("%config NBAgent.text_sync_interval = 1.0")

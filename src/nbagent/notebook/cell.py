@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from .._provider import LOADING_LISTENERS, LOADING_NOTE, litellm_ready
 from ..approval import AllowRule, recorded_verdict
 from ..errors import NbAgentError, RunFailed, RunStopped
 from ..events import (
@@ -28,7 +28,7 @@ from ..events import (
     RecordedDecision,
     RunFinished,
 )
-from ..model import LiteLLMModel, import_litellm
+from ..model import LiteLLMModel
 from ..render import MimeBundle, ToolInfo, Transcript
 from ..replay import Recorded, ReplayModel, arguments_digest
 from ..session import Budget, RunHandle, RunResult, Session, ToolCallRecord, UsageTotals
@@ -189,13 +189,16 @@ class CellRun:
         """The notebook a card's "Trust this notebook" trusts (the one the kernel runs);
         None: the cards say how to trust instead."""
         self.transcript.can_trust = trustable is not None and mode != "headless"
+        self.transcript.price = self.live_price
 
     # -- callbacks from the view ----------------------------------------------------------
 
     def decide(self, tool_call_id: str, action: Action, reason: str | None = None) -> None:
         """A click on a card: ``reason`` is what the person typed when rejecting (the model
         reads it)."""
-        if action == "approve":
+        if action in ("continue", "stop"):  # a run paused at its budget
+            self.session.decide_budget(tool_call_id, go_on=action == "continue")
+        elif action == "approve":
             self.session.approve(tool_call_id)
         elif action == "always":
             self.session.approve(tool_call_id, scope="tool")
@@ -251,6 +254,21 @@ class CellRun:
                 return provenance, ids.index(tool_call_id)
         return None
 
+    def live_price(self, prompt_tokens: int, completion_tokens: int) -> float | None:
+        """The model's price for the live estimate while an answer streams; None until
+        litellm is ready (a replayed run never imports it for an estimate)."""
+        model = self.session.model
+        if isinstance(getattr(model, "inner", model), LiteLLMModel) and not litellm_ready():
+            return None
+        return model.cost(prompt_tokens, completion_tokens)
+
+    def loading(self, waiting: bool) -> None:
+        """The run's request waits for the import of litellm (or no longer does): the
+        status line says so, never a silent wait."""
+        self.transcript.waiting = LOADING_NOTE if waiting else None
+        if self.view is not None and self.transcript.finished_at is None:
+            self.view.status = self.transcript.status_json()
+
     def stop(self) -> None:
         transcript = self.transcript
         if transcript.finished_at is not None:
@@ -281,25 +299,26 @@ class CellRun:
             placeholder = self.transcript.placeholder_bundle()
             placeholder.update(self.view.view_bundle())
             self.handle = display(placeholder, raw=True, display_id=True)
-        if "litellm" not in sys.modules and isinstance(self.session.model, LiteLLMModel):
-            # The first import takes ~2 s: do it off the loop so the page stays live.
-            await asyncio.to_thread(import_litellm)
         events = self.session.subscribe()
+        LOADING_LISTENERS.add(self.loading)
         try:
             if self.resume:
-                resumed = self.session.resume(tag=self.tag)
+                resumed = self.session.resume(tag=self.tag, ask_budget=self.mode != "headless")
                 if resumed is None:
                     events.close()
+                    LOADING_LISTENERS.discard(self.loading)
                     self._close_view()
                     print(f"session {self.name!r} has nothing to resume: it is up to date")
                     return None
                 run = resumed
             else:
                 run = self.session.submit(
-                    self.prompt, tag=self.tag, budget=self.budget, model_params=self.model_params
-                )
+                    self.prompt, tag=self.tag, budget=self.budget,
+                    model_params=self.model_params, ask_budget=self.mode != "headless",
+                )  # fmt: skip
         except BaseException:
             events.close()
+            LOADING_LISTENERS.discard(self.loading)
             self._close_view()
             raise
         self.handle_run = run
@@ -350,6 +369,7 @@ class CellRun:
                     break
         finally:
             events.close()
+            LOADING_LISTENERS.discard(self.loading)
         outcome: RunResult | None = None
         try:
             outcome = await asyncio.wait_for(run.result(), 5.0)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from IPython.core.error import UsageError
 
 from .. import config
+from .._images import ImageMode
 from ..approval import ApprovalMode
 from ..errors import (
     IllegalTransitionError,
@@ -63,8 +64,8 @@ class CellOptions:
     param: list[str] | None = None
     """``KEY=VALUE`` model parameters (values read as JSON when they parse)."""
     effort: Literal["low", "medium", "high"] | None = None
-    images: bool = False
-    """Show the model the images tool calls display (for models that can see)."""
+    images: ImageMode | None = None
+    """Show the model the images tool calls display: auto (when it can see), on, off."""
     session: str | None = None
     tools: str | None = None
     approve: ApprovalMode | None = None
@@ -202,7 +203,7 @@ class SessionOpener:
                 "system": options.system if options.system is not None else settings.system,
                 "max_turns": options.max_turns or settings.max_turns,
                 "max_calls_per_response": settings.max_calls_per_response,
-                "send_images": options.images or settings.send_images,
+                "images": options.images or settings.images,
                 **connection,
             })  # fmt: skip
             self.registry.sessions[name] = session
@@ -215,7 +216,7 @@ class SessionOpener:
             # Another model or server: a new recorder, which replays none of the old one's.
             session.model = LiteLLMModel(wanted, **connection)
         session.tools.update(tools)
-        session.send_images = options.images or settings.send_images
+        session.images = options.images or settings.images
         session.max_calls_per_response = settings.max_calls_per_response
         if options.approve:
             session.policy.mode = options.approve

@@ -207,6 +207,34 @@ def _no_sections() -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class BudgetParts:
+    """A run's pause at its budget: the limit reached, then the decision or its buttons."""
+
+    id: str
+    """The pause's decision id (what the buttons answer)."""
+    label: str
+    """``budget reached ($0.50)``."""
+    decision: str | None
+    """``continued with another $0.50 by you`` / ``stopped by you``; None while it waits."""
+    buttons: tuple[tuple[str, str], ...]
+    """(label, action) of each button while the run waits; empty once decided."""
+
+    @property
+    def summary(self) -> str:
+        return " · ".join([self.label, *([self.decision] if self.decision else [])])
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": "budget",
+            "id": self.id,
+            "label": self.label,
+            "decision": self.decision,
+            "awaits_decision": bool(self.buttons),
+            "buttons": [list(button) for button in self.buttons],
+        }
+
+
+@dataclass(frozen=True)
 class TextPart:
     """Answer text of one model response: the Markdown as sent, and as safe HTML."""
 

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .._budget import CHARS_PER_TOKEN
 from ..events import (
     ApprovalDecided,
     ApprovalRequested,
+    BudgetDecided,
+    BudgetReached,
     ErrorOccurred,
     Event,
     ModelResponded,
@@ -35,6 +38,7 @@ from ..events import (
 from .as_html import header_html, transcript_html
 from .as_markdown import transcript_markdown
 from .as_plain import transcript_plain
+from .budget import BudgetCard
 from .card import ToolCard
 from .displays import DisplayItem, display_items, is_image
 from .parts import CardParts, CardSection, Displays, Notice, TextPart, TranscriptParts
@@ -103,7 +107,7 @@ class TextBlock:
         return {"kind": "text", "text": self.text, "html": html, "tail": tail}
 
 
-Block = TextBlock | ToolCard
+Block = TextBlock | ToolCard | BudgetCard
 
 
 def format_cost(cost: float, known: bool, *, estimated: bool = False) -> str:
@@ -167,6 +171,16 @@ class Transcript:
         """Of those, how many were served from a recording."""
         self.tools: dict[str, ToolInfo] = {}
         """What the view knows of the run's tools, by name (their cards show it)."""
+        self.estimated = False
+        """Some request's usage was estimated (the provider reported none): "~"."""
+        self.streamed_chars = 0
+        """Characters streamed since the last reported usage (estimated while live)."""
+        self.price: Callable[[int, int], float | None] | None = None
+        """The model's price of (prompt, completion) tokens, for the live estimate of a
+        response that streams; None (or a None price): the estimate leaves cost as is."""
+        self.waiting: str | None = None
+        """What the run waits for now, in the live status line ("loading the model
+        library…"); None when it waits for nothing in particular."""
 
     # -- building --------------------------------------------------------------------------
 
@@ -182,6 +196,7 @@ class Transcript:
     def add(self, event: Event) -> str | None:
         if isinstance(event, TextDelta):
             self.open_text().parts.append(event.text)
+            self.streamed_chars += len(event.text)
             return "text"
         if isinstance(event, ModelResponded):
             last = self.blocks[-1] if self.blocks else None
@@ -233,6 +248,14 @@ class Transcript:
                 f": {event.reason}" if event.reason else ""
             )
             return "blocks"
+        if isinstance(event, BudgetReached):
+            self.blocks.append(BudgetCard.of(event))
+            return "blocks"
+        if isinstance(event, BudgetDecided):
+            for block in self.blocks:
+                if isinstance(block, BudgetCard) and block.id == event.decision_id:
+                    block.decide(event, "you")  # only a person decides a pause
+            return "blocks"
         if isinstance(event, ToolStarted):
             self._card(event.tool_call_id).status = "running"
             return "blocks"
@@ -253,6 +276,8 @@ class Transcript:
             self.completion_tokens += event.completion_tokens
             self.cost_usd += event.cost_usd
             self.cost_known = self.cost_known and event.cost_known
+            self.estimated = self.estimated or event.estimated
+            self.streamed_chars = 0
             return "status"
         if isinstance(event, StateChanged):
             self.state = event.state
@@ -338,11 +363,24 @@ class Transcript:
         parts = [self.state_label]
         if self.turns:
             parts.append(f"{self.turns} turn{'s' if self.turns != 1 else ''}")
-        parts.append(f"{self.total_tokens:,} tokens")
+        tokens, cost = self.usage_texts(live=False)
+        parts.append(tokens)
         if self.context_tokens > 0:
             parts.append(self.context_note())
-        parts.append(format_cost(self.cost_usd, self.cost_known))
+        parts.append(cost)
         return " · ".join(parts)
+
+    def usage_texts(self, *, live: bool) -> tuple[str, str]:
+        """``1,234 tokens`` and ``$0.0012``, marked "~" when estimated. ``live``: a
+        response that streams counts too, estimated, until the provider reports it."""
+        tokens, cost, known = self.total_tokens, self.cost_usd, self.cost_known
+        estimated = self.estimated
+        if live and self.finished_at is None and self.streamed_chars:
+            streamed = -(-self.streamed_chars // CHARS_PER_TOKEN)
+            price = self.price(0, streamed) if self.price is not None else None
+            tokens, cost, estimated = tokens + streamed, cost + (price or 0.0), True
+        mark = "~" if estimated else ""
+        return f"{mark}{tokens:,} tokens", format_cost(cost, known, estimated=estimated)
 
     def replay_note(self) -> str:
         """``replayed`` when every response came from a recording, ``1 of 2 responses
@@ -368,11 +406,8 @@ class Transcript:
     def status_json(self) -> dict[str, Any]:
         """The status as the live view gets it; ``label`` and ``details`` are its status
         line around the elapsed time, which the page keeps ticking."""
-        cost = format_cost(self.cost_usd, self.cost_known)
-        details = [
-            f"{self.total_tokens:,} tokens", self.context_note(), cost, self.model,
-            self.replay_note(),
-        ]  # fmt: skip
+        tokens, cost = self.usage_texts(live=True)
+        details = [tokens, self.context_note(), cost, self.model, self.replay_note()]
         return {
             "state": self.state,
             "status": self.status,
@@ -388,7 +423,9 @@ class Transcript:
             "cost": cost,
             "elapsed_s": round(self.elapsed(), 3),
             "finished": self.finished_at is not None,
-            "label": self.state_label,
+            "label": self.waiting
+            if self.waiting and self.finished_at is None
+            else self.state_label,
             "header_html": header_html(self.model, self.session, self.context_note()),
             "details": " · ".join(part for part in details if part),
         }
@@ -409,6 +446,8 @@ class Transcript:
         counted = count > 1
         blocks: list[TextPart | CardParts] = []
         for block in self.blocks:
+            if isinstance(block, BudgetCard):
+                continue
             if isinstance(block, TextBlock):
                 blocks.append(block.part())
             elif numbers is None:
@@ -420,7 +459,15 @@ class Transcript:
             session=self.session,
             context_note=self.context_note(),
             blocks=tuple(blocks),
-            notices=tuple(self.all_notices()),
+            # the static formats say how each pause at the budget was decided, in a line
+            notices=tuple(
+                [
+                    Notice(f"{b.parts().summary}.", "info")
+                    for b in self.blocks
+                    if isinstance(b, BudgetCard)
+                ]
+                + self.all_notices()
+            ),
             status_line=self.status_line(),
         )
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..conversation import Conversation, UsageTotals, as_chat
 from ..errors import LogFormatError, LogSchemaError
-from ..events import ApprovalRequested, RunStarted
+from ..events import ApprovalRequested, BudgetReached, RunStarted
 from ._records import (
     SCHEMA,
     CheckpointRecord,
@@ -59,6 +59,8 @@ class LogState:
     checkpoints: list[Checkpoint] = field(default_factory=list)
     pending: list[ApprovalRequested] = field(default_factory=list)
     """Approvals that were waiting when the log ended (asked again on resume)."""
+    budget_pause: BudgetReached | None = None
+    """The run waited at its budget for a person when the log ended."""
     interrupted_run: str | None = None
     """The run that never finished (the kernel stopped during it), if any."""
     run_starts: list[tuple[str | None, int]] = field(default_factory=list)
@@ -194,6 +196,8 @@ class Folder:
         if conversation.run_id is not None:
             state.interrupted_run = conversation.run_id
             state.pending = list(conversation.pending.values())
+            state.budget_pause = conversation.budget_pause
+            conversation.budget_pause = None
             conversation.close_interrupted()
             conversation.run_id = None
             conversation.pending.clear()

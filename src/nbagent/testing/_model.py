@@ -16,6 +16,7 @@ from ..model import (
     ReasoningChunk,
     ToolCallFragment,
     UsageChunk,
+    as_sent,
     provider_error,
 )
 from ._script import Reply, estimate_usage, last_user_text, say, stream_deltas, take_reply
@@ -34,8 +35,8 @@ class ScriptedModel:
 
     Faults behave as they do over HTTP: a status becomes the same error the litellm path
     raises, a cut raises mid-stream, a stall sleeps (and can be cancelled). ``requests``
-    keeps a copy of every request. With ``echo=True`` an empty script answers with the
-    last user message.
+    keeps a copy of every request, as sent (tool images shown when ``vision``, else
+    noted). With ``echo=True`` an empty script answers with the last user message.
     """
 
     def __init__(
@@ -45,8 +46,10 @@ class ScriptedModel:
         name: str = "scripted",
         usd_per_1k_tokens: float | None = None,
         echo: bool = False,
+        vision: bool = False,
     ) -> None:
         self._name = name
+        self.vision = vision
         self._replies: deque[Reply] = deque(replies)
         self.requests: list[ModelRequest] = []
         self.usd_per_1k_tokens = usd_per_1k_tokens
@@ -62,6 +65,9 @@ class ScriptedModel:
 
     def add(self, *replies: Reply) -> None:
         self._replies.extend(replies)
+
+    async def sees_images(self) -> bool:
+        return self.vision
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
         if self.usd_per_1k_tokens is None:
@@ -84,6 +90,7 @@ class ScriptedModel:
         raise provider_error(_StatusError(400, message, None), self._name)
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
+        request = as_sent(request, self.vision)
         self.requests.append(copy.deepcopy(request))
         reply = self._next(request.messages)
         if reply.body is not None:
