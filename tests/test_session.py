@@ -171,7 +171,7 @@ async def test_denied_call_reaches_the_model_with_the_reason() -> None:
         assert (decided.approved, decided.decided_by, decided.reason) == (False, "user", "not now")
         assert not of_type(events, nbagent.ToolStarted)
         content = tool_message(session, decided.tool_call_id)["content"]
-        assert "denied" in content and "not now" in content
+        assert content.startswith("The user rejected the call: not now. It did not run.")
         assert of_type(events, ToolFinished)[0].status == "denied"
 
 
