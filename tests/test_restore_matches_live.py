@@ -250,6 +250,11 @@ def at_budget(*answers: bool) -> Play:
 
 async def die_at_a_budget_pause(live: Live) -> None:
     """The kernel dies while the run waits at its budget: the log says so."""
+    await die_and_restore_at_a_budget_pause(live, [say("Still here.")])
+    await live.session.ask("Are you there?")
+
+
+async def die_and_restore_at_a_budget_pause(live: Live, replies: list[Reply]) -> None:
     with live.session.subscribe() as stream:
         live.session.submit("go", ask_budget=True)
         async for event in stream:
@@ -259,11 +264,28 @@ async def die_at_a_budget_pause(live: Live) -> None:
     live.recorder.close_now()
     await live.session.aclose()
     session, recorder, state = restore_session(
-        live.store, "s", model=live.new_model([say("Still here.")]), **live.options
+        live.store, "s", model=live.new_model(replies), **live.options
     )
     assert state.budget_pause == pause and state.interrupted_run == pause.run_id
     live.session, live.recorder = session, recorder
-    await session.ask("Are you there?")
+
+
+async def resume_at_a_budget_pause(live: Live) -> None:
+    """The kernel dies at the pause; the restored session's resume asks again, and
+    "continue" runs the call the response proposed."""
+    await die_and_restore_at_a_budget_pause(live, [say("2")])
+    session = live.session
+    with session.subscribe() as stream:
+        handle = session.resume(ask_budget=True)
+        assert handle is not None
+        async for event in stream:
+            if isinstance(event, BudgetReached):
+                assert event.max_tokens == 1_000
+                session.decide_budget(event.decision_id, go_on=True)
+            if isinstance(event, nbagent.RunFinished):
+                break
+    result = await handle
+    assert result.status == "completed" and [c.result for c in result.tool_calls] == ["2"]
 
 
 class EditsRequests(Hooks):
@@ -423,6 +445,12 @@ SCENARIOS: dict[str, Scenario] = {
     "kernel died at a budget pause": Scenario(
         [use_tools(call("add", {"a": 1, "b": 1}), usage=(900, 200))],
         die_at_a_budget_pause,
+        {"tools": [add], "approval": "all", "budget": Budget(max_tokens=1_000)},
+        ends=("completed",),
+    ),
+    "resume at a budget pause, continued": Scenario(
+        [use_tools(call("add", {"a": 1, "b": 1}), usage=(900, 200))],
+        resume_at_a_budget_pause,
         {"tools": [add], "approval": "all", "budget": Budget(max_tokens=1_000)},
         ends=("completed",),
     ),

@@ -208,6 +208,16 @@ async def run_loop(host: LoopHost, run: RunState, resumed: bool) -> RunOutcome:
     try:
         await call_hooks(host.hooks, "on_run_start", run.ctx)
         unanswered = host.conversation.unanswered_calls() if resumed else ()
+        pause = host.conversation.budget_pause if resumed else None
+        if pause is not None:
+            # The kernel stopped while the run waited at its budget: ask again.
+            run.budget = Budget(pause.max_cost_usd, pause.max_tokens)
+            run.budget_step = Budget(pause.step_cost_usd, pause.step_tokens)
+            try:
+                await _at_budget(host, run, pause.reason)
+            except OverBudget as exc:
+                host.tool_runner.skip(run, unanswered, str(exc))
+                return RunOutcome("budget_exceeded", str(exc))
         if unanswered:
             # The response that proposed them came from where the log says (a replay of
             # an untrusted recording stays untrusted after a kernel death).

@@ -289,7 +289,8 @@ class Conversation:
     ended: list[TurnEnd] = field(default_factory=list)
     """The turns that did not complete, oldest first."""
     budget_pause: BudgetReached | None = None
-    """The current run waits for a person at its budget (continue or stop), if it does."""
+    """The current run waits for a person at its budget (continue or stop); in a session
+    restored from its log, the run the kernel lost waited there (``resume`` asks again)."""
 
     def apply(self, event: Event) -> None:
         """Fold one event into the state."""
@@ -304,6 +305,7 @@ class Conversation:
                 self.tools = event.tools
                 if not event.resumed:
                     self.messages.append(user_message(event.prompt))
+                    self.budget_pause = None  # a new turn: the lost run's pause is moot
             case SteerAdded():
                 self.messages.append(user_message(event.text))
             case ModelResponded():

@@ -259,10 +259,12 @@ class Session:
 
         Unfinished means the last message is a user message nobody answered, or the last
         assistant message has tool calls without results: those calls go through approval
-        again and run; calls that already have a result never run again. ``ask_budget``:
-        as for :meth:`submit`.
+        again and run; calls that already have a result never run again. A run that
+        waited at its budget asks again first (``ask_budget``, as for :meth:`submit`;
+        without it the run stops there).
         """
-        if not self._conversation.unfinished():
+        conversation = self._conversation
+        if not conversation.unfinished() and conversation.budget_pause is None:
             return None
         return self._submit(None, tag, ask_budget=ask_budget)
 

@@ -60,7 +60,8 @@ class LogState:
     pending: list[ApprovalRequested] = field(default_factory=list)
     """Approvals that were waiting when the log ended (asked again on resume)."""
     budget_pause: BudgetReached | None = None
-    """The run waited at its budget for a person when the log ended."""
+    """The run waited at its budget for a person when the log ended (asked again on
+    resume)."""
     interrupted_run: str | None = None
     """The run that never finished (the kernel stopped during it), if any."""
     run_starts: list[tuple[str | None, int]] = field(default_factory=list)
@@ -196,8 +197,7 @@ class Folder:
         if conversation.run_id is not None:
             state.interrupted_run = conversation.run_id
             state.pending = list(conversation.pending.values())
-            state.budget_pause = conversation.budget_pause
-            conversation.budget_pause = None
+            state.budget_pause = conversation.budget_pause  # asked again on resume
             conversation.close_interrupted()
             conversation.run_id = None
             conversation.pending.clear()
