@@ -27,7 +27,7 @@ from typing import Any, Literal
 import anywidget
 import traitlets
 
-from .events import Event, TextDelta
+from .events import Event, TextDelta, ToolStarted
 from .render import TextBlock, Transcript
 
 Action = Literal["approve", "reject", "always", "always_args", "trust", "continue", "stop"]
@@ -96,6 +96,10 @@ class AgentView(anywidget.AnyWidget):
         self._known = 0
         """Blocks of the transcript the view has seen."""
         self._card_index: dict[str, int] = {}
+        self._final = False
+        """The end of the run was sent (text rendered whole)."""
+        self._last_patch = 0.0
+        """When the last patch or status went to the page (monotonic seconds)."""
         self._media: dict[str, dict[str, str]] = {}
         self.messages_sent = 0
         """Delta messages sent (for tests and benchmarks)."""
@@ -135,13 +139,28 @@ class AgentView(anywidget.AnyWidget):
                 or getattr(event, "decision_id", None)
                 or getattr(event, "call", None)
             )
-            self._schedule()
+            self._changed(now=type(event) is ToolStarted)
         elif changed == "status":
             if transcript.finished_at is not None:
                 self.finish()
             else:
                 self._status_dirty = True
-                self._schedule()
+                self._changed()
+
+    def _changed(self, *, now: bool = False) -> None:
+        """A block or the status changed: send it at once when nothing went out for a
+        flush interval, else with the next flush (a burst of changes goes as one patch).
+        ``now``: a tool starts, which may block the loop until it ends (``run_python``
+        runs in the kernel's thread), and the page should say "running" meanwhile."""
+        if now or (
+            self._timer is None and time.monotonic() - self._last_patch >= self.flush_interval
+        ):
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._flush()
+        else:
+            self._schedule()
 
     def _mark(self, about: object) -> None:
         """Note which blocks changed: new ones (and the text block before them, which is
@@ -241,6 +260,7 @@ class AgentView(anywidget.AnyWidget):
                 self.media = dict(self._media)
             self.synced_seq = self._seq
             self.status = self.transcript.status_json()
+        self._last_patch = time.monotonic()
         if rendered:
             self.send({"type": "patch", "seq": self._seq, "count": len(blocks),
                        "blocks": [[i, block] for i, block in rendered]})  # fmt: skip
@@ -265,10 +285,12 @@ class AgentView(anywidget.AnyWidget):
             self._pending.clear()
         self._text_dirty = False
         self._mark(None)
-        self._dirty.update(
-            i for i, block in enumerate(self.transcript.blocks) if isinstance(block, TextBlock)
-        )
-        self._status_dirty = True
+        if not self._final:
+            self._final = True
+            self._dirty.update(
+                i for i, b in enumerate(self.transcript.blocks) if isinstance(b, TextBlock)
+            )
+            self._status_dirty = True
         self._send_patch(fresh=True)
 
     def _sync_all(self) -> None:

@@ -42,6 +42,8 @@ class Frontend:
         """comm_id → the widget state as a browser would hold it."""
         self.custom: dict[str, list[Any]] = {}
         """comm_id → custom messages received, in order."""
+        self.updates: dict[str, int] = {}
+        """comm_id → state updates received."""
         self._request = 0
 
     # -- messages --------------------------------------------------------------------------
@@ -59,6 +61,7 @@ class Frontend:
             data = content["data"]
             if data.get("method") == "update":
                 self.state[content["comm_id"]].update(data.get("state", {}))
+                self.updates[content["comm_id"]] = self.updates.get(content["comm_id"], 0) + 1
             elif data.get("method") == "custom":
                 custom = data["content"]
                 self.custom[content["comm_id"]].append(custom)
@@ -250,11 +253,15 @@ class Frontend:
     def request_state(self, comm_id: str, timeout: float = 10.0) -> dict[str, Any]:
         """Ask the kernel for a widget's whole state (as a widget manager does) and wait."""
         self.state[comm_id] = {}
+        seen = self.updates.get(comm_id, 0)
         msg = self.client.session.msg(
             "comm_msg", {"comm_id": comm_id, "data": {"method": "request_state"}}
         )
         self.client.shell_channel.send(msg)
-        return dict(self.wait_for(f"the state of {comm_id}", lambda: self.state[comm_id], timeout))
+        self.wait_for(
+            f"the state of {comm_id}", lambda: self.updates.get(comm_id, 0) > seen, timeout
+        )
+        return dict(self.state[comm_id])
 
     def pending_card(self, comm_id: str) -> dict[str, Any] | None:
         for block in self.state[comm_id].get("blocks", []):

@@ -10,6 +10,7 @@ This module imports IPython only when a tool runs; the runtime below it never do
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import os
 import re
@@ -56,6 +57,10 @@ async def execute_in_shell(shell: Any, code: str) -> ToolOutput:
     def keep_traceback(etype: Any, value: Any, stb: list[str]) -> None:
         tracebacks.append(stb)
 
+    # The code may block the loop until it ends: first let the live view say "running"
+    # (its feed runs when the event loop gets a turn).
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
     transformed = shell.transform_cell(code)
     hidden = getattr(shell, "user_ns_hidden", {})
     before = snapshot(shell.user_ns, hidden)
