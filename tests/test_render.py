@@ -140,7 +140,7 @@ async def test_a_transcript_shows_text_cards_results_and_status_in_three_formats
     html, md, plain = bundle["text/html"], bundle["text/markdown"], bundle["text/plain"]
     # code arguments are shown as code, escaped
     assert "print('<hi>')\nx = 1" in pre_texts(html, "nbagent-code")
-    assert "```\n    print('<hi>')\n    x = 1\n    ```" in md
+    assert "```python\n    print('<hi>')\n    x = 1\n    ```" in md
     assert "    print('<hi>')" in plain
     # the tool result is escaped everywhere it is shown
     assert "&lt;b&gt;done&lt;/b&gt;" in html and "<b>done</b>" not in html

@@ -305,3 +305,33 @@ def test_a_thousand_calls_in_one_response_reach_the_page_as_patches(
         expect(output.locator(".nbagent-tool[data-status='ok']")).to_have_count(1000)
         assert megabytes < 40, megabytes
         page.close()
+
+
+def test_a_run_at_its_budget_asks_to_continue_or_stop(lab: tuple[str, Path], browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    url, home = lab
+    runaway = " ".join(f"word{i}" for i in range(20_000))
+    with ScriptedServer([say(runaway)]) as server:
+        write_notebook(
+            home,
+            "budget.ipynb",
+            "%load_ext nbagent",
+            f"%%agent --api-base {server.url} --max-tokens 300\nWrite forever.",
+        )
+        page = open_and_run_all(browser, url.format(name="budget.ipynb"))
+        view = page.locator(".nbagent-view")
+        card = view.locator(".nb-card.nb-budget.nb-asks")
+        expect(card).to_have_count(1, timeout=60_000)
+        expect(card).to_contain_text("budget reached (300 tokens)")
+        go_on = card.get_by_role("button", name="Continue with another 300 tokens")
+        assert "nb-primary" in (go_on.get_attribute("class") or "")
+        shoot(view.locator(".nb-card.nb-budget"), "budget-light")
+        go_on.click()
+        second = view.locator(".nb-card.nb-budget.nb-asks")
+        expect(second).to_contain_text("budget reached (600 tokens)", timeout=30_000)
+        second.get_by_role("button", name="Stop", exact=True).click()
+        output = page.locator(".jp-OutputArea-output .nbagent-transcript")
+        expect(output).to_contain_text("stopped by you", timeout=30_000)
+        expect(output).to_contain_text("continued with another 300 tokens by you")
+        page.close()

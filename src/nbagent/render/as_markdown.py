@@ -7,6 +7,7 @@ or fenced, so even a viewer that lets raw HTML through finds nothing active.
 from __future__ import annotations
 
 from .displays import is_image
+from .highlight import language_of
 from .parts import (
     Arguments,
     CardParts,
@@ -53,7 +54,7 @@ def card_markdown(card: CardParts) -> str:
 def section_markdown(section: CardSection) -> str:
     if isinstance(section, Arguments):
         return "\n".join(
-            f"- {markdown_escape(arg.key)}:\n\n{indent(fence(arg.text))}"
+            f"- {markdown_escape(arg.key)}:\n\n{indent(fence(arg.text, language_of(arg.key)))}"
             if arg.shown_as == "code"
             else f"- {markdown_escape(arg.key)}: `{code_span(arg.text)}`"
             for arg in section.items

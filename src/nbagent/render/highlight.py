@@ -28,6 +28,12 @@ MAX_HIGHLIGHT_CHARS = 20_000
 _LANGUAGE = {"sql": "sql", "query": "sql", "command": "bash", "cmd": "bash", "patch": "diff"}
 
 
+def language_of(key: str) -> str:
+    """The language of a code argument, by its name (``sql``, ``bash``, ``diff``, else
+    ``python``): the lexer here and the Markdown fence use it."""
+    return _LANGUAGE.get(key.lower(), "python")
+
+
 @cache
 def _lexer(language: str) -> Lexer:
     from pygments.lexers import get_lexer_by_name
@@ -59,7 +65,7 @@ def highlight(key: str, code: str) -> tuple[Run, ...]:
     if not code or len(code) > MAX_HIGHLIGHT_CHARS:
         return (("", code),)
     try:
-        lexer = _lexer(_LANGUAGE.get(key.lower(), "python"))
+        lexer = _lexer(language_of(key))
         runs: list[Run] = []
         for kind, text in lexer.get_tokens(code):
             token = _token(kind)
