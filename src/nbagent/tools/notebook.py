@@ -267,7 +267,7 @@ def notebook_tools(shell: Any, root: str | Path | None = None) -> list[FunctionT
         """
         return recent_cells(shell, last)
 
-    writer = function_tool(write_file, run_in_thread=False)
+    writer = function_tool(write_file)  # file I/O off the loop, as reads
     writer.preview = folder.preview_write
     return [
         function_tool(run_python, run_in_thread=False),
