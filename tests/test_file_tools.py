@@ -3,6 +3,7 @@ symlinks and a folder swapped for a symlink while a tool works in it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Iterator
@@ -53,9 +54,7 @@ def test_read_file_refuses_hidden_and_credential_files(home: Path, path: str) ->
     assert folder.read_file("notes.txt") == "hello"
 
 
-def test_a_refused_file_can_be_allowed_by_name(
-    home: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_refused_file_can_be_allowed_by_name(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NBAGENT_ALLOW_FILES", ".env, .aws")
     folder = NotebookFolder(home)
     assert folder.read_file(".env") == "TOKEN=abc"
@@ -206,10 +205,8 @@ def test_a_concurrent_swap_never_lets_a_read_or_write_escape(tmp_path: Path) -> 
             reads += 1
             escapes += text == "OUTSIDE"
             if attempt % 3 == 0:
-                try:
+                with contextlib.suppress(FileAccessError, OSError):
                     folder.write_file("d/f.txt", "inside")
-                except (FileAccessError, OSError):
-                    pass
     assert escapes == 0
     assert swapper.swaps > 100 and reads >= 100
     assert (outside / "f.txt").read_text() == "OUTSIDE"

@@ -145,7 +145,7 @@ async def test_displays_model_text_and_arguments_are_redacted_everywhere(tmp_pat
     }
     for place, text in places.items():
         assert leaked(text) == [], place
-    finished = [e for e in events if isinstance(e, nbagent.ToolFinished)][0]
+    finished = next(e for e in events if isinstance(e, nbagent.ToolFinished))
     assert REDACTED in finished.display[0]["text/html"]
     assert REDACTED in result_text
 
@@ -159,7 +159,7 @@ async def test_a_large_display_is_replaced_by_a_note_with_its_size() -> None:
 
     async with Session(ScriptedModel([use_tools(call("huge")), say("done")]), tools=[huge]) as s:
         events = await collect(s, "go")
-    finished = [e for e in events if isinstance(e, nbagent.ToolFinished)][0]
+    finished = next(e for e in events if isinstance(e, nbagent.ToolFinished))
     (bundle,) = finished.display
     assert "text/html" not in bundle
     assert bundle["text/plain"].startswith("<big>\n[display too large to keep (text/html: ")
