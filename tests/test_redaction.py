@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 import json
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -16,6 +17,7 @@ import nbagent
 from conftest import collect
 from nbagent import Session, ToolOutput, tool
 from nbagent._redact import REDACTED, redact
+from nbagent.model import FinishChunk, ModelChunk, ModelRequest, UsageChunk
 from nbagent.replay import RecordBook, ReplayModel
 from nbagent.store import SessionStore, restore_session
 from nbagent.testing import ScriptedModel, call, say, use_tools
@@ -165,3 +167,36 @@ async def test_a_large_display_is_replaced_by_a_note_with_its_size() -> None:
     assert bundle["text/plain"].startswith("<big>\n[display too large to keep (text/html: ")
     assert f"{MAX_DISPLAY_BYTES + 1:,} bytes" in bundle["text/plain"]
     assert len(nbagent.event_to_json(finished)) < 2_000
+
+
+class ChunkedModel:
+    """Streams ``text`` in pieces of ``size`` characters: a secret arrives in parts."""
+
+    name = "chunked"
+
+    def __init__(self, text: str, size: int) -> None:
+        self.text, self.size = text, size
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelChunk]:
+        for at in range(0, len(self.text), self.size):
+            yield self.text[at : at + self.size]
+        yield FinishChunk("stop")
+        yield UsageChunk(1, 1)
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
+        return None
+
+
+async def test_a_secret_split_across_chunks_never_reaches_a_delta(tmp_path: Path) -> None:
+    text = f"Here: {SECRET}\nand {SHAPES[0]}, then the end."
+    store = SessionStore(tmp_path)
+    session, recorder, _ = restore_session(store, "s", model=ChunkedModel(text, 3))
+    events = await collect(session, "go")
+    await recorder.aclose()
+    await session.aclose()
+    deltas = [e.text for e in events if isinstance(e, nbagent.TextDelta)]
+    assert len(deltas) > 3
+    assert "".join(deltas) == f"Here: {REDACTED}\nand {REDACTED}, then the end."
+    for delta in deltas:
+        assert not any(part in delta for part in (SECRET[:8], SECRET[-8:], SHAPES[0][:8]))
+    assert leaked((tmp_path / "s.jsonl").read_text(encoding="utf-8")) == []
