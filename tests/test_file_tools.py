@@ -150,18 +150,26 @@ def test_a_dangling_symlink_is_listed_as_broken(tmp_path: Path) -> None:
 
 
 class Swapper:
-    """Swaps ``root/d`` between a real folder and a symlink to ``outside`` as fast as it
-    can, in a thread."""
+    """Swaps ``root/d`` between a real folder and a symlink to ``outside``, in a thread,
+    one swap per :meth:`pace` of the reader (so both keep running, interleaved as the
+    scheduler pleases)."""
 
     def __init__(self, root: Path, outside: Path) -> None:
         self.root, self.outside = root, outside
-        self.stop = threading.Event()
+        self.stop = False
+        self.paces = threading.Semaphore(0)
         self.swaps = 0
         self.thread = threading.Thread(target=self._run, daemon=True)
 
+    def pace(self) -> None:
+        self.paces.release()
+
     def _run(self) -> None:
         real, link, parked = self.outside, self.root / "d", self.root / "d-parked"
-        while not self.stop.is_set():
+        while True:
+            self.paces.acquire()
+            if self.stop:
+                return
             os.rename(link, parked)
             try:
                 os.symlink(real, link)
@@ -181,7 +189,8 @@ class Swapper:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.stop.set()
+        self.stop = True
+        self.paces.release()
         self.thread.join()
 
 
@@ -195,9 +204,11 @@ def test_a_concurrent_swap_never_lets_a_read_or_write_escape(tmp_path: Path) -> 
     folder = NotebookFolder(root)
     escapes = reads = 0
     with Swapper(root, outside) as swapper:
-        for attempt in range(20_000):
-            if reads >= 200:
+        for attempt in range(50_000):
+            if reads >= 1_000:
                 break
+            if attempt % 2:
+                swapper.pace()  # a swap races this read; the next one may find it quiet
             try:
                 text = folder.read_file("d/f.txt")
             except (FileAccessError, OSError):  # refused, or "d" was away at that moment
@@ -208,6 +219,6 @@ def test_a_concurrent_swap_never_lets_a_read_or_write_escape(tmp_path: Path) -> 
                 with contextlib.suppress(FileAccessError, OSError):
                     folder.write_file("d/f.txt", "inside")
     assert escapes == 0
-    assert swapper.swaps > 100 and reads >= 100
+    assert swapper.swaps > 100 and reads >= 200
     assert (outside / "f.txt").read_text() == "OUTSIDE"
     assert sorted(p.name for p in outside.iterdir()) == ["f.txt"]  # no temporary left there
