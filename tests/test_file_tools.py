@@ -63,6 +63,15 @@ def test_a_refused_file_can_be_allowed_by_name(home: Path, monkeypatch: pytest.M
         folder.read_file(".netrc")
 
 
+def test_listing_a_hidden_folder_is_refused_and_hidden_entries_are_not_listed(home: Path) -> None:
+    folder = NotebookFolder(home)
+    with pytest.raises(FileAccessError, match=r"'\.ssh' was refused"):
+        folder.list_files(".ssh")
+    listing = folder.list_files(recursive=True)
+    assert "notes.txt" in listing and ".ssh" not in listing and ".env" not in listing
+    assert "id_ed25519" not in listing and "server.pem" not in listing
+
+
 def test_writes_to_hidden_files_are_refused_too(home: Path) -> None:
     with pytest.raises(FileAccessError, match="was refused"):
         NotebookFolder(home).write_file(".ssh/authorized_keys", "ssh-ed25519 AAAA attacker")

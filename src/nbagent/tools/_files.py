@@ -272,11 +272,14 @@ class NotebookFolder:
         return "\n".join(lines) or f"(no files matching {pattern!r} in {path})"
 
     def _entry_line(self, entry: Path) -> str:
-        """One listing line; a symlink that leads out is left out, a broken one says so."""
+        """One listing line; a symlink that leads out or to a refused file is left out,
+        a broken one says so."""
         try:
             inside = self.resolve(str(entry))
         except (FileAccessError, OSError, RuntimeError):
             return ""  # a symlink that leads out (or loops) is not listed
+        if self.refusal(inside) is not None:
+            return ""  # nor one that leads to a hidden or credential file
         try:
             info = inside.stat()
         except OSError:
