@@ -213,3 +213,19 @@ async def test_a_response_with_more_calls_than_the_cap_is_refused(server: Script
     assert [m["tool_call_id"] for m in results] == list(refused.tool_call_ids)
     assert all("more than the 3 one response may propose" in m["content"] for m in results)
     assert "none of them ran" in results[0]["content"]
+
+
+@pytest.mark.parametrize("depth", [100_000, 200])
+async def test_deeply_nested_arguments_are_an_error_result_the_model_sees(
+    server: ScriptedServer, depth: int
+) -> None:
+    nested = '{"a": ' + "[" * depth + "]" * depth + "}"
+    server.add(use_tools(call("add", nested)), say("I will send flatter arguments."))
+    async with session_for(server, tools=[add], approval="all") as session:
+        events = await collect(session, "go")
+    done = finished(events)
+    assert done.status == "completed" and done.text == "I will send flatter arguments."
+    (result,) = of_type(events, ToolFinished)
+    assert result.status == "error"
+    assert result.result.startswith("The arguments are nested too deeply (more than 64 levels")
+    assert server.requests[1]["messages"][-1]["content"] == result.result

@@ -79,6 +79,8 @@ def test_a_cell_becomes_a_top_level_await(shell: InteractiveShell) -> None:
         ("%%agent --max-tokens 0\nhi", "--max-cost and --max-tokens must be positive"),
         ("%%agent --timeout -1\nhi", "--timeout must be a positive number"),
         ("%%agent --effort extreme\nhi", "invalid choice: 'extreme'"),
+        ('%%agent --system "Be terse\nhi', "%%agent options: no closing quotation in"),
+        ("%%agent --system 'unbalanced\nhi", 'no closing quotation in "--system \'unbalanced"'),
     ],
 )
 def test_bad_input_is_a_one_line_usage_error(
@@ -134,6 +136,19 @@ def test_settings_come_from_options_then_config_then_environment(
 
     run(shell, "%%agent -s option -m openai/from-option\nhi")
     assert server.requests[-1]["model"] == "from-option"
+
+
+def test_options_are_quoted_like_a_shell(shell: InteractiveShell, server: ScriptedServer) -> None:
+    server.add(use_tools(call("list_variables")), say("done"))
+    run(
+        shell,
+        f'%%agent --api-base {server.url} --system "Be terse, please" --tools "notebook" '
+        "--approve 'all'\nhi",
+    )
+    first = server.requests[0]
+    assert first["messages"][0] == {"role": "system", "content": "Be terse, please"}
+    assert "list_variables" in [t["function"]["name"] for t in first["tools"]]
+    assert server.requests[1]["messages"][-1]["role"] == "tool"
 
 
 def test_approve_all_runs_the_tool_in_a_headless_cell(

@@ -214,7 +214,7 @@ async def test_files_stay_inside_the_notebook_folder(tools: dict[str, Any], tmp_
             await run(tools, "read_file", path=path)
     listing = await run(tools, "list_files")
     assert "data.csv" in listing and "link" not in listing
-    with pytest.raises(ValueError, match="max_bytes is limited"):
+    with pytest.raises(ValueError, match="max_bytes must be between 1 and 1,000,000"):
         await run(tools, "read_file", path="data.csv", max_bytes=10**9)
 
 

@@ -563,3 +563,20 @@ def test_a_log_that_forks_itself_is_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(StoreError, match="fork of itself"):
         SessionStore(tmp_path).load("s")
+
+
+async def test_a_response_text_is_stored_once_in_its_record(tmp_path: Path) -> None:
+    store = SessionStore(tmp_path)
+    answer = "A distinctive answer, stored once."
+    session, recorder = await recorded(store, "s", ScriptedModel([say(answer)]))
+    await session.ask("hi")
+    messages = session.messages
+    await recorder.aclose()
+    await session.aclose()
+    (line,) = [r for r in records(tmp_path / "s.jsonl") if r.get("event", {}).get("kind") ==
+               "model_responded"]  # fmt: skip
+    assert json.dumps(line).count(answer) == 1
+    again, recorder = await recorded(store, "s", ScriptedModel([]))
+    assert again.messages == messages
+    await recorder.aclose()
+    await again.aclose()

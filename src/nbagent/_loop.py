@@ -335,7 +335,11 @@ async def _stream(
     host: LoopHost, run: RunState, request: ModelRequest
 ) -> tuple[ResponseAccumulator, _Meter]:
     """Stream one response (retrying failures before its first output), enforcing the
-    budget and the size cap as it arrives."""
+    budget and the size cap as it arrives.
+
+    Text goes out in whole words: the piece after the last whitespace waits for the next
+    chunk (or the end), so a secret is never split across two ``TextDelta`` events, where
+    redacting each would miss it."""
     run_id = run.ctx.run_id
     emit = host.emit
     attempt = 0
@@ -345,11 +349,18 @@ async def _stream(
         add_text = acc.add_text
         meter = _Meter(host, run, request)
         stream = host.model.stream(request)
+        held = ""
         try:
             async for chunk in stream:
                 if type(chunk) is str:
                     add_text(chunk)
-                    emit(TextDelta(run_id=run_id, text=chunk))
+                    text = held + chunk if held else chunk
+                    cut = max(text.rfind(" "), text.rfind("\n"), text.rfind("\t")) + 1
+                    if cut == 0 and len(text) > MAX_HELD_CHARS:
+                        cut = len(text)
+                    if cut:
+                        emit(TextDelta(run_id=run_id, text=text[:cut]))
+                    held = text[cut:]
                     meter.chars += len(chunk)
                     if meter.chars >= meter.next_check and (over := meter.check()):
                         await _at_budget(host, run, over)
@@ -362,6 +373,7 @@ async def _stream(
                 acc.add(chunk)
                 if meter.chars >= meter.next_check and (over := meter.check()):
                     await _at_budget(host, run, over)
+            held = _release(host, run_id, held)
             if acc.finish_reason is None:
                 raise ProviderTransientError(
                     "the provider ended the stream without a finish reason "
@@ -369,9 +381,11 @@ async def _stream(
                 )
             return acc, meter
         except (OverBudget, ResponseTooLargeError):
+            held = _release(host, run_id, held)
             _keep_partial(host, run, acc, meter)
             raise
         except ModelError as exc:
+            held = _release(host, run_id, held)
             if meter.chars:
                 _keep_partial(host, run, acc, meter)
                 raise StreamBrokenError(
@@ -384,6 +398,7 @@ async def _stream(
             emit(Retrying(run_id=run_id, attempt=attempt, delay_s=delay, error=str(exc)))
             await asyncio.sleep(delay)
         except asyncio.CancelledError:
+            held = _release(host, run_id, held)
             if meter.chars:
                 _keep_partial(host, run, acc, meter)
             raise
@@ -424,6 +439,17 @@ async def _at_budget(host: LoopHost, run: RunState, over: str) -> None:
     if not decision.approved:
         raise OverBudget(f"Stopped at the budget ({budget.label()}) by you. {over.split(';')[0]}.")
     run.budget, run.budget_step = now, step
+
+
+MAX_HELD_CHARS = 200
+"""A word longer than this goes out without waiting for its end."""
+
+
+def _release(host: LoopHost, run_id: str, held: str) -> str:
+    """Emit the text held back for the end of its word; returns what is held now (none)."""
+    if held:
+        host.emit(TextDelta(run_id=run_id, text=held))
+    return ""
 
 
 def _keep_partial(host: LoopHost, run: RunState, acc: ResponseAccumulator, meter: _Meter) -> None:

@@ -31,7 +31,15 @@ from .events import (
 )
 from .hooks import Hooks, RunContext, call_hooks
 from .replay import arguments_digest
-from .tools import Tool, ToolArgumentsError, ToolOutput, sanitize, to_text, truncate
+from .tools import (
+    Tool,
+    ToolArgumentsError,
+    ToolOutput,
+    cap_display,
+    sanitize,
+    to_text,
+    truncate,
+)
 
 CANCELLED_RESULT = "The tool call was cancelled before it finished: the user stopped the run."
 
@@ -139,7 +147,7 @@ class ToolRunner:
             result=text,
             duration_s=duration,
             truncated=truncated,
-            display=display,
+            display=tuple(cap_display(bundle) for bundle in display),
         )
         done.add(call.id)
         run.records.append(ToolCallRecord(call.id, call.name, call.arguments, status, text))

@@ -188,7 +188,7 @@ def unanswered_calls(messages: list[ChatMessage]) -> tuple[ToolCall, ...]:
             arguments_json = arguments_json if isinstance(arguments_json, str) else "{}"
             try:
                 arguments = json.loads(arguments_json or "{}")
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 arguments = {}
             name = function.get("name")
             unanswered.append(

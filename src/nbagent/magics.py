@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import sys
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
+from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 
 from . import config
 from ._images import IMAGE_MODES
@@ -113,8 +115,18 @@ class AgentMagics(Magics):  # type: ignore[misc]
     def _cell(self, line: str, cell: str) -> Coroutine[Any, Any, AgentResult | None]:
         from .notebook.opening import CellOptions
 
-        options = CellOptions(**vars(parse_argstring(self.agent, line)))
+        options = CellOptions(**vars(parse_options(self.agent, line)))
         return self.opener.cell_run(options, cell.strip())
+
+
+def parse_options(magic: Any, line: str) -> Any:
+    """The options of a ``%%agent`` line, split like a shell does (``--system "Be
+    terse"`` is one value, without its quotes); a bad line is one ``UsageError``."""
+    try:
+        argv = shlex.split(line)
+    except ValueError as exc:  # "No closing quotation", "No escaped character"
+        raise UsageError(f"%%agent options: {str(exc).lower()} in {line.strip()!r}") from None
+    return magic.parser.parse_args(argv)
 
 
 def load(shell: InteractiveShell) -> None:

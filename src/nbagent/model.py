@@ -112,6 +112,27 @@ class _Slot:
     index: int | None = None
 
 
+MAX_ARGUMENT_DEPTH = 64
+"""Deeper tool-call arguments are refused: everything after parsing (redaction, the log,
+the replay fingerprint) walks them, and none needs that depth."""
+
+
+def nested_deeper(value: Any, limit: int) -> bool:
+    """Whether lists and dicts in ``value`` nest more than ``limit`` levels (iterative:
+    safe on any depth)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        elif not isinstance(item, list):
+            continue
+        if depth >= limit:
+            return True
+        stack.extend((child, depth + 1) for child in item)
+    return False
+
+
 class ResponseAccumulator:
     """Assembles one streamed response.
 
@@ -198,11 +219,18 @@ class ResponseAccumulator:
                 error = "The tool call has no tool name."
             try:
                 parsed = json.loads(raw) if raw.strip() else {}
+                if nested_deeper(parsed, MAX_ARGUMENT_DEPTH):
+                    raise RecursionError
             except json.JSONDecodeError as exc:
                 snippet = raw if len(raw) <= 200 else raw[:200] + "…"
                 error = (
                     f"The arguments are not valid JSON ({exc.msg} at position {exc.pos}): "
                     f"{snippet}. Send the arguments as one JSON object."
+                )
+            except RecursionError:
+                error = (
+                    f"The arguments are nested too deeply (more than {MAX_ARGUMENT_DEPTH} "
+                    "levels of lists and objects); send flatter arguments."
                 )
             else:
                 if isinstance(parsed, dict):

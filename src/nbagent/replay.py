@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from ._images import replay_forms
+from ._redact import redact
 from .errors import ReplayError
 from .events import Provenance, RecordedDecision
 from .model import (
@@ -57,7 +58,7 @@ def _canonical_arguments(raw: Any) -> Any:
     if isinstance(raw, str):
         try:
             return json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deeply
             return raw
     return raw
 
@@ -487,10 +488,11 @@ class ReplayModel:
         entry = Recorded(
             fingerprint=key.fingerprint,
             model=self.name,
-            text=acc.text,
-            reasoning=acc.reasoning,
+            # as the session's events say it (redacted), so a replay reads the same
+            text=redact(acc.text),
+            reasoning=redact(acc.reasoning),
             tool_calls=[
-                {"id": c.id, "name": c.name, "arguments": c.arguments_json}
+                {"id": c.id, "name": c.name, "arguments": redact(c.arguments_json)}
                 for c in acc.tool_calls()
             ],
             finish_reason=acc.finish_reason,

@@ -28,6 +28,7 @@ from ._images import ImageMode
 from ._inbox import Cancel, Close, Command, Decide, RunDone, RunHandle, Steer, Turn
 from ._lifecycle import TRANSITIONS, SessionState
 from ._loop import RetryPolicy, RunOutcome, RunResult, run_loop
+from ._redact import redact, redact_event
 from ._tool_calls import RunState, ToolCallRecord, ToolRunner
 from .approval import AllowRule, ApprovalMode, ApprovalPolicy
 from .conversation import Conversation, UsageTotals, as_chat
@@ -220,7 +221,9 @@ class Session:
             self._sinks.remove(sink)
 
     def emit(self, event: Event) -> None:
-        """Fold ``event`` into the conversation, give it to the sinks, then broadcast it."""
+        """Redact ``event``, fold it into the conversation, give it to the sinks, then
+        broadcast it."""
+        event = redact_event(event)
         self._conversation.apply(event)
         try:
             for sink in self._sinks:
@@ -557,7 +560,7 @@ class Session:
         finished = RunFinished(
             run_id=turn.run_id,
             status=outcome.status,
-            text=run.last_text,
+            text=redact(run.last_text),
             error=outcome.error,
             turns=run.ctx.turn,
         )

@@ -129,6 +129,7 @@ def record_adapter() -> TypeAdapter[LogRecord]:
 def record_to_line(record: LogRecord, seq: int) -> bytes:
     """One JSON line for ``record`` at ``seq`` (schema and seq added)."""
     data: dict[str, Any] = record_adapter().dump_python(record, mode="json")
+    _drop_repeated_text(data)
     data["schema"] = SCHEMA
     data["seq"] = seq
     return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
@@ -139,6 +140,7 @@ def record_from_json(data: dict[str, Any], where: str) -> LogRecord:
     :class:`LogFormatError` naming the line and what is wrong."""
     if not isinstance(data.get("seq"), int):
         raise LogFormatError(f"{where} has no valid 'seq'; the log was edited or damaged")
+    _restore_repeated_text(data)
     try:
         return record_adapter().validate_python(data)
     except ValidationError as exc:
@@ -149,3 +151,26 @@ def record_from_json(data: dict[str, Any], where: str) -> LogRecord:
             "The log was edited or damaged; move that line out of the file, or load with "
             "skip_bad_lines=True."
         ) from None
+
+
+def _drop_repeated_text(data: dict[str, Any]) -> None:
+    """A response's message repeats its text: the line keeps the text once (the reader
+    puts it back). Logs written before this keep both, and read as before."""
+    event = data.get("event")
+    if isinstance(event, dict) and event.get("kind") == "model_responded":
+        message = event.get("message")
+        if (
+            isinstance(message, dict)
+            and event.get("text")
+            and message.get("content") == (event["text"])
+        ):
+            del message["content"]
+
+
+def _restore_repeated_text(data: dict[str, Any]) -> None:
+    event = data.get("event")
+    if isinstance(event, dict) and event.get("kind") == "model_responded":
+        message = event.get("message")
+        if isinstance(message, dict) and "content" not in message:
+            text = event.get("text")
+            message["content"] = text if isinstance(text, str) and text else None

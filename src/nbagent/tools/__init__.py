@@ -13,10 +13,18 @@ from ._function import (
     tool,
     tool_spec,
 )
-from ._text import DEFAULT_MAX_RESULT_CHARS, sanitize, to_text, truncate
+from ._text import (
+    DEFAULT_MAX_RESULT_CHARS,
+    MAX_DISPLAY_BYTES,
+    cap_display,
+    sanitize,
+    to_text,
+    truncate,
+)
 
 __all__ = [
     "DEFAULT_MAX_RESULT_CHARS",
+    "MAX_DISPLAY_BYTES",
     "REGISTRY",
     "FunctionTool",
     "Tool",
@@ -24,6 +32,7 @@ __all__ = [
     "ToolLike",
     "ToolOutput",
     "ToolPolicy",
+    "cap_display",
     "function_tool",
     "resolve_tools",
     "sanitize",

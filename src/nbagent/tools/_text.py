@@ -59,3 +59,34 @@ def to_text(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False, default=str)
     except (TypeError, ValueError):
         return repr(value)
+
+
+MAX_DISPLAY_BYTES = 1_000_000
+"""Largest single output format (one MIME type of a display bundle) kept with a tool
+result: bigger ones would make the log, the notebook and the live view that large."""
+
+
+def cap_display(bundle: dict[str, Any], limit: int = MAX_DISPLAY_BYTES) -> dict[str, Any]:
+    """``bundle`` without the formats larger than ``limit``; a note in ``text/plain``
+    names what was left out and its size. The same object when nothing is too large."""
+    sizes = {mime: _size(data) for mime, data in bundle.items()}
+    large = {mime: size for mime, size in sizes.items() if size > limit}
+    if not large:
+        return bundle
+    kept = {mime: data for mime, data in bundle.items() if mime not in large}
+    dropped = ", ".join(f"{mime}: {size:,} bytes" for mime, size in large.items())
+    note = f"[display too large to keep ({dropped}; the limit is {limit:,} bytes)]"
+    plain = kept.get("text/plain")
+    kept["text/plain"] = f"{plain}\n{note}" if isinstance(plain, str) else note
+    return kept
+
+
+def _size(data: Any) -> int:
+    if isinstance(data, str):
+        return len(data) if data.isascii() else len(data.encode("utf-8", "replace"))
+    if isinstance(data, bytes):
+        return len(data)
+    try:
+        return len(json.dumps(data, default=str))
+    except (TypeError, ValueError):
+        return 0

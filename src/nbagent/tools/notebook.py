@@ -182,7 +182,8 @@ def expand_variables(text: str, namespace: Mapping[str, Any]) -> tuple[str, int]
 
 
 def recent_cells(shell: Any, last: int = 20) -> str:
-    """The code and summarised outputs of the cells run so far (agent cells left out)."""
+    """The code and summarised outputs of the cells run so far (agent cells left out),
+    redacted: it goes into a prompt (``--context cells``) or a tool result."""
     raw = list(getattr(shell.history_manager, "input_hist_raw", []))
     outputs = shell.user_ns.get("Out", {})
     lines = []
@@ -194,7 +195,7 @@ def recent_cells(shell: Any, last: int = 20) -> str:
         if number in outputs:
             entry += f"\nOut[{number}]: {short_repr(outputs[number], 500)}"
         lines.append(entry)
-    return "\n\n".join(lines) or "(no cells have run yet)"
+    return redact("\n\n".join(lines)) or "(no cells have run yet)"
 
 
 def notebook_tools(shell: Any, root: str | Path | None = None) -> list[FunctionTool]:
@@ -271,7 +272,7 @@ def notebook_tools(shell: Any, root: str | Path | None = None) -> list[FunctionT
         """
         return recent_cells(shell, last)
 
-    writer = function_tool(write_file, run_in_thread=False)
+    writer = function_tool(write_file)  # file I/O off the loop, as reads
     writer.preview = folder.preview_write
     return [
         function_tool(run_python, run_in_thread=False),
