@@ -102,6 +102,19 @@ def jupyter_server(module: str, home: Path, *args: str) -> Iterator[str]:
 
 
 @contextmanager
+def jupyterlab(home: Path) -> Iterator[str]:
+    """JupyterLab rooted at ``home`` without news or update checks; yields the URL of a
+    notebook in it, with ``{name}`` to fill in."""
+    with jupyter_server(
+        "jupyterlab",
+        home,
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ) as base:
+        yield f"{base}/lab/tree/{{name}}?reset&token={TOKEN}"
+
+
+@contextmanager
 def chromium() -> Iterator[Any]:
     """Headless Debian chromium through playwright (a ``playwright.sync_api.Browser``)."""
     from playwright.sync_api import sync_playwright

@@ -8,7 +8,6 @@ go to ``test-artifacts/card-*.png``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +15,6 @@ import pytest
 
 from browser._jupyter import (
     ARTIFACTS,
-    TOKEN,
-    chromium,
-    jupyter_server,
     needs_chromium,
     write_notebook,
 )
@@ -55,24 +51,6 @@ CODE = (
     "by_month = df.groupby('month')['total'].sum()\n"
     "print(len(by_month), 3.5)\n"
 )
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    home = tmp_path_factory.mktemp("card")
-    with jupyter_server(
-        "jupyterlab",
-        home,
-        "--LabApp.news_url=None",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-    ) as base:
-        yield f"{base}/lab/tree/{{name}}?reset&token={TOKEN}", home
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as running:
-        yield running
 
 
 def open_and_run_all(browser: Any, url: str) -> Any:

@@ -10,17 +10,12 @@ import base64
 import re
 import struct
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from browser._jupyter import (
     ARTIFACTS,
-    TOKEN,
-    chromium,
-    jupyter_server,
     needs_chromium,
     write_notebook,
 )
@@ -82,24 +77,6 @@ def _plot(title: str) -> ToolOutput:
 
 plot = function_tool(_plot, name="plot", policy="allow")
 """.replace("PNG_DATA", png(60, 30))
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    home = tmp_path_factory.mktemp("lab")
-    with jupyter_server(
-        "jupyterlab",
-        home,
-        "--LabApp.news_url=None",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-    ) as base:
-        yield f"{base}/lab/tree/{{name}}?reset&token={TOKEN}", home
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as running:
-        yield running
 
 
 def test_click_approve_in_jupyterlab_and_nothing_from_the_model_runs(

@@ -17,7 +17,6 @@ import pytest
 from browser._jupyter import (
     ARTIFACTS,
     TOKEN,
-    chromium,
     jupyter_server,
     needs_chromium,
     write_notebook,
@@ -52,12 +51,6 @@ def notebook7(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, P
     home = tmp_path_factory.mktemp("notebook7")
     with jupyter_server("notebook", home) as base:
         yield f"{base}/notebooks/{{name}}?token={TOKEN}", home
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as running:
-        yield running
 
 
 def test_click_approve_in_notebook7(notebook7: tuple[str, Path], browser: Any) -> None:

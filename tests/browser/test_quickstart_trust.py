@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from browser._jupyter import ARTIFACTS, ROOT, TOKEN, chromium, jupyter_server, needs_chromium
+from browser._jupyter import ARTIFACTS, ROOT, jupyterlab, needs_chromium
 from nbagent.notebook import recordings
 
 pytestmark = [needs_chromium, pytest.mark.browser]
@@ -28,19 +28,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
         env.setenv("NBAGENT_API_BASE", "http://127.0.0.1:9/v1")  # going live would fail
         env.delenv("NBAGENT_TRUST", raising=False)
         env.delenv("NBAGENT_RECORDINGS", raising=False)
-        with jupyter_server(
-            "jupyterlab",
-            home,
-            "--LabApp.news_url=None",
-            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-        ) as base:
-            yield f"{base}/lab/tree/{{name}}?reset&token={TOKEN}", home
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as running:
-        yield running
+        with jupyterlab(home) as url:
+            yield url, home
 
 
 def test_trust_the_copied_quickstart_from_its_card(lab: tuple[str, Path], browser: Any) -> None:

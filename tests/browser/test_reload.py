@@ -5,13 +5,12 @@ the reloaded page never hears of the final display update)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from browser._jupyter import ARTIFACTS, TOKEN, chromium, jupyter_server, needs_chromium
+from browser._jupyter import ARTIFACTS, needs_chromium
 from browser._jupyter import write_notebook as write
 from nbagent.testing import ScriptedServer, call, say, use_tools
 
@@ -22,24 +21,6 @@ def add(a: int, b: int) -> int:
     """Add two integers."""
     return a + b
 '''
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    home = tmp_path_factory.mktemp("lab")
-    with jupyter_server(
-        "jupyterlab",
-        home,
-        "--LabApp.news_url=None",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-    ) as base:
-        yield f"{base}/lab/tree/{{name}}?reset&token={TOKEN}", home
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as running:
-        yield running
 
 
 def test_a_page_reloaded_while_a_card_waits_shows_the_final_answer(
