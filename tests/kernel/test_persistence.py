@@ -159,10 +159,12 @@ def test_notebook_tools_in_a_kernel(server: ScriptedServer, tmp_path: Path) -> N
 
         msg_id = front.execute("%%agent --tools notebook --approve all\nWait forever.")
         front.wait_for(
-            "the code to start",
+            "the code to start (its card says running)",
             lambda: any(
-                m["msg_type"] == "comm_msg" and "running" in json.dumps(m["content"])
-                for m in front.for_cell(msg_id)
+                c.get("type") == "patch"
+                and any(b.get("status") == "running" for _, b in c["blocks"])
+                for view in front.views(msg_id)
+                for c in front.custom.get(view, [])
             ),
         )
         front.manager.interrupt_kernel()

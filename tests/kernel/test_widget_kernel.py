@@ -86,8 +86,8 @@ def test_approve_click_runs_the_tool_and_the_answer_streams(
     reply = front.reply(msg_id)
     assert reply["content"]["status"] == "ok"
 
-    deltas = [c for c in front.custom[view] if c["type"] == "delta"]
     # coalesced: the four words before the pause arrive in one message, not four
+    deltas = [c for c in front.custom[view] if c["type"] == "delta" and c["block"] == 2]
     assert len(deltas) == 1
     assert deltas[0]["text"] == "The sum of 2 "
     assert deltas[0]["block"] == 2  # a new text block after the card

@@ -11,11 +11,14 @@ This module imports IPython only when a tool runs; the runtime below it never do
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import difflib
 import os
 import re
+import signal
 import sys
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -73,9 +76,10 @@ async def execute_in_shell(shell: Any, code: str) -> ToolOutput:
             saved_hook = trap.hook
             trap.hook = sys.displayhook  # the capturing hook: the last value is captured too
             try:
-                result = await shell.run_cell_async(
-                    code, store_history=False, silent=False, transformed_cell=transformed
-                )
+                with _interruptible():
+                    result = await shell.run_cell_async(
+                        code, store_history=False, silent=False, transformed_cell=transformed
+                    )
                 _show_inline_figures()
             finally:
                 trap.hook = saved_hook
@@ -95,6 +99,28 @@ async def execute_in_shell(shell: Any, code: str) -> ToolOutput:
         # the text carries every display's text/plain: the card shows the images only
         display=tuple(b for b in bundles if any(mime in b for mime in IMAGE_MIMES)),
     )
+
+
+@contextlib.contextmanager
+def _interruptible() -> Iterator[None]:
+    """While the code runs, a kernel interrupt raises KeyboardInterrupt in it, as in a
+    cell, and still reaches the handler it had before: ipykernel's handler for a cell that
+    awaits (as ``%%agent`` does) cancels the cell's task once the loop runs again, which
+    alone would wait for code that holds the loop to end by itself."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        if callable(previous):
+            previous(signum, frame)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _distinct(bundles: Iterable[dict[str, Any]]) -> tuple[dict[str, Any], ...]:
